@@ -271,7 +271,11 @@ class GpuConfig(ConfigNode):
     """GPU memory budget."""
 
     max_gpu_memory_mb: int = param(0, 'Refuse to configure when model + memory + generation '
-                                   'need more GPU memory than this (0 = no limit)', low=0)
+                                   'need more GPU memory than this, in MiB (0 = no limit but '
+                                   'the device size)', low=0)
+    overhead_mb: int = param(768, 'CUDA context, cuBLAS workspace and allocator slack that the '
+                             'estimate adds to weights, memory, KV cache and activations (MiB)',
+                             low=0, high=1_000_000)
 
 
 @dataclass(frozen=True)
