@@ -1,0 +1,442 @@
+"""GPU memory budget: estimate what a configuration needs and refuse one that cannot fit.
+
+The estimate adds five parts (bytes):
+
+* weights: parameter count x dtype bytes (a loaded model's ``parameter_bytes()`` when given);
+* memory state: per memory (one per camera with ``memory.per_camera``) the readout tokens plus
+  the feature buffer, x the encoder's feature width x dtype bytes;
+* KV cache of one answer: layers x 2 x KV heads x head dim x (visual tokens + prompt +
+  ``generation.max_new_tokens``) x dtype bytes;
+* activations: the encoder on a batch of ``engine.max_encode_batch`` frames (uploaded uint8
+  frames of up to 1920x1080 and their float copies, hidden states and MLP of one layer) plus the
+  language model's prefill workspace of one layer (hidden states and MLP over the whole
+  sequence; attention through PyTorch SDPA, so no sequence^2 matrix; last-token logits in fp32);
+* overhead: ``gpu.overhead_mb`` (CUDA context, cuBLAS workspace) plus 10 % of the dynamic parts
+  for allocator fragmentation.
+
+Encoding and answering run in different threads, so their activations are added, not maxed.
+The node calls :func:`enforce_budget` at configure; ``python -m flash_vstream_ros.budget
+--table`` prints the README's table of the profiles in ``config/profiles/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+import logging
+import os
+from pathlib import Path
+import sys
+from typing import Any
+
+from flash_vstream_ros.config import AppConfig, MemoryConfig, load_yaml
+from flash_vstream_ros.errors import ConfigError, GpuBudgetError
+from flash_vstream_ros.model_specs import (
+    EncoderShape,
+    LanguageModelShape,
+    ModelSpec,
+    find_spec,
+)
+
+LOG = logging.getLogger(__name__)
+
+MIB = 1 << 20
+DTYPE_BYTES = {'float32': 4, 'float16': 2, 'bfloat16': 2}
+PROMPT_TEMPLATE_TOKENS = 64  # system prompt, template and time/camera context
+CHARS_PER_TOKEN = 4  # question text, rough for English with a BPE vocabulary
+MAX_FRAME_PIXELS = 1920 * 1080  # the largest frame the activation estimate plans for
+FRAGMENTATION = 0.10  # allocator slack on the dynamic parts
+PROFILES_DIR = Path(__file__).resolve().parents[1] / 'config' / 'profiles'
+PROFILE_ORDER = ('orin_nano', 'orin_nx', 'agx_orin', 'desktop_gpu', 'cpu')  # small to large
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the estimate needs to know about a model, loaded or not."""
+
+    name: str
+    parameter_bytes: int  # weights as loaded (or as they will be loaded)
+    feature_dim: int  # width of the encoder maps the memory stores
+    lm: LanguageModelShape
+    encoder: EncoderShape
+    measured: bool  # True when parameter_bytes came from a loaded model
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, dtype_bytes: int) -> ModelInfo:
+        return cls(
+            spec.name,
+            spec.parameters * dtype_bytes,
+            spec.encoder.feature_dim,
+            spec.lm,
+            spec.encoder,
+            measured=False,
+        )
+
+    @classmethod
+    def from_model(cls, model: Any, cfg: AppConfig) -> ModelInfo:
+        """A loaded VisionLanguageModel: measured weights, shapes from the known specs."""
+        spec = find_spec(cfg.model.family, cfg.model.path)
+        return cls(
+            spec.name,
+            int(model.parameter_bytes()),
+            int(model.feature_dim),
+            spec.lm,
+            spec.encoder,
+            measured=True,
+        )
+
+
+@dataclass(frozen=True)
+class BudgetEstimate:
+    """Expected GPU memory of a configuration, by part (bytes)."""
+
+    model: str
+    device: str  # 'cuda' or 'cpu' (then nothing is on a GPU)
+    dtype: str
+    weights: int
+    memory_state: int
+    kv_cache: int
+    activations: int
+    overhead: int
+    visual_tokens: int  # largest readout one question may get
+    context_tokens: int  # visual tokens + prompt + max_new_tokens
+    max_context: int  # the language model's limit
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.memory_state + self.kv_cache + self.activations + self.overhead
+
+    def parts(self) -> dict[str, int]:
+        return {
+            'weights': self.weights,
+            'memory state': self.memory_state,
+            'KV cache': self.kv_cache,
+            'activations': self.activations,
+            'overhead': self.overhead,
+        }
+
+    def describe(self) -> str:
+        parts = ', '.join(f'{name} {_mib(value)}' for name, value in self.parts().items())
+        return f'{self.model} {self.dtype} on {self.device}: {_mib(self.total)} ({parts})'
+
+
+def _mib(n: int) -> str:
+    return f'{n / MIB:,.0f} MiB'
+
+
+# --------------------------------------------------------------------------- estimate
+
+
+def resolve_device(device: str) -> str:
+    """'cuda' or 'cpu' for a ModelConfig.device value ('auto' asks torch)."""
+    if device == 'auto':
+        import torch  # lazy: config tooling must not pay for torch
+
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    return 'cuda' if device.startswith('cuda') else 'cpu'
+
+
+def dtype_name(dtype: str, device: str) -> str:
+    """The weights dtype a ModelConfig.dtype value means on ``device``."""
+    if dtype == 'auto':
+        return 'float16' if device == 'cuda' else 'float32'
+    return dtype
+
+
+def camera_count(cfg: AppConfig) -> int:
+    return max(1, len(cfg.ros.image_topics) + len(cfg.ros.compressed_topics))
+
+
+def memory_tokens(memory: MemoryConfig) -> tuple[int, int]:
+    """(readout tokens, feature buffer tokens) of one memory."""
+    if memory.kind == 'star':
+        star = memory.star
+        return star.token_count, star.buffer_frames * star.retrieved_size**2
+    syn = memory.synopsis
+    return syn.token_count, syn.buffer_frames * syn.detail_size**2
+
+
+def memory_state_bytes(
+    memory: MemoryConfig, feature_dim: int, dtype_bytes: int, memories: int = 1
+) -> int:
+    """Bytes of ``memories`` full memories (readout tokens + feature buffer)."""
+    readout, buffer = memory_tokens(memory)
+    return memories * (readout + buffer) * feature_dim * dtype_bytes
+
+
+def kv_cache_bytes(lm: LanguageModelShape, tokens: int, dtype_bytes: int) -> int:
+    """KV cache of one sequence of ``tokens`` (keys and values, every layer)."""
+    return lm.layers * 2 * lm.kv_heads * lm.head_dim * tokens * dtype_bytes
+
+
+def encoder_activation_bytes(enc: EncoderShape, batch: int, dtype_bytes: int) -> int:
+    """One encoder layer on a batch, plus the uploaded frames and their float copies."""
+    frames = batch * MAX_FRAME_PIXELS * 3 * (1 + 4)  # uint8 upload + float32 resize input
+    hidden = batch * enc.tokens * (6 * enc.hidden + 2 * enc.intermediate) * dtype_bytes
+    return frames + hidden
+
+
+def prefill_activation_bytes(lm: LanguageModelShape, tokens: int, dtype_bytes: int) -> int:
+    """One decoder layer over the whole prompt (SDPA attention) and last-token fp32 logits."""
+    per_token = 6 * lm.hidden + 3 * lm.intermediate + 2 * lm.heads * lm.head_dim
+    return tokens * per_token * dtype_bytes + 2 * lm.vocab * 4
+
+
+def estimate(
+    cfg: AppConfig, model_info: ModelInfo | None = None, device: str | None = None
+) -> BudgetEstimate:
+    """Expected GPU memory of ``cfg`` (with ``model_info`` of a loaded model when given).
+
+    ``device`` ('cuda' or 'cpu') overrides ``cfg.model.device``; with 'cpu' the parts are host
+    memory and nothing is on a GPU.
+    """
+    dev = device or resolve_device(cfg.model.device)
+    dtype = dtype_name(cfg.model.dtype, dev)
+    nbytes = DTYPE_BYTES[dtype]
+    info = model_info or ModelInfo.from_spec(find_spec(cfg.model.family, cfg.model.path), nbytes)
+    cameras = camera_count(cfg)
+    memories = cameras if cfg.memory.per_camera else 1
+    readout, _ = memory_tokens(cfg.memory)
+    visual = readout * memories  # a question over every camera reads every memory
+    prompt = PROMPT_TEMPLATE_TOKENS + cfg.generation.max_question_chars // CHARS_PER_TOKEN
+    context = visual + prompt + cfg.generation.max_new_tokens
+    kv = kv_cache_bytes(info.lm, context, nbytes)
+    acts = encoder_activation_bytes(
+        info.encoder, cfg.engine.max_encode_batch, nbytes
+    ) + prefill_activation_bytes(info.lm, visual + prompt, nbytes)
+    state = memory_state_bytes(cfg.memory, info.feature_dim, nbytes, memories)
+    context_mib = cfg.gpu.overhead_mb if dev == 'cuda' else 0
+    overhead = context_mib * MIB + int(FRAGMENTATION * (state + kv + acts))
+    return BudgetEstimate(
+        model=info.name,
+        device=dev,
+        dtype=dtype,
+        weights=info.parameter_bytes,
+        memory_state=state,
+        kv_cache=kv,
+        activations=acts,
+        overhead=overhead,
+        visual_tokens=visual,
+        context_tokens=context,
+        max_context=info.lm.max_context,
+    )
+
+
+# --------------------------------------------------------------------------- check
+
+
+def budget_limit(cfg: AppConfig, device_total_bytes: int | None = None) -> int | None:
+    """The bytes a configuration may use: the smaller of the configured limit and the device."""
+    limits = [n for n in (cfg.gpu.max_gpu_memory_mb * MIB, device_total_bytes or 0) if n > 0]
+    return min(limits) if limits else None
+
+
+def check(cfg: AppConfig, est: BudgetEstimate, device_total_bytes: int | None = None) -> None:
+    """Raise when ``est`` cannot run: a context too long, or more GPU memory than allowed.
+
+    Raises ConfigError when the visual tokens, prompt and answer exceed the language model's
+    context, and GpuBudgetError naming the largest part and the profiles that would fit when the
+    estimate exceeds ``gpu.max_gpu_memory_mb`` or ``device_total_bytes``.
+    """
+    if est.context_tokens > est.max_context:
+        raise ConfigError(
+            f'{est.model} reads at most {est.max_context} tokens, but the memory gives '
+            f'{est.visual_tokens} visual tokens (+ prompt and generation.max_new_tokens = '
+            f'{est.context_tokens}): use a smaller memory budget or fewer cameras per memory'
+        )
+    limit = budget_limit(cfg, device_total_bytes)
+    if est.device != 'cuda' or limit is None or est.total <= limit:
+        return
+    largest = max(est.parts().items(), key=lambda kv: kv[1])
+    raise GpuBudgetError(
+        f'the configuration needs about {_mib(est.total)} of GPU memory but '
+        f'{_mib(limit)} is allowed ({_limit_source(cfg, device_total_bytes, limit)}): '
+        f'{est.describe()}; the largest part is {largest[0]} ({_mib(largest[1])}). '
+        f'{_suggestion(limit)}'
+    )
+
+
+def _limit_source(cfg: AppConfig, device_total_bytes: int | None, limit: int) -> str:
+    if cfg.gpu.max_gpu_memory_mb and cfg.gpu.max_gpu_memory_mb * MIB == limit:
+        return f'gpu.max_gpu_memory_mb={cfg.gpu.max_gpu_memory_mb}'
+    return f'device memory {_mib(device_total_bytes or 0)}'
+
+
+def _suggestion(limit: int) -> str:
+    fitting = [
+        (name, est)
+        for name, _, est in profile_estimates()
+        if est.device == 'cuda' and est.total <= limit
+    ]
+    if not fitting:
+        return 'No profile in config/profiles fits this budget.'
+    fitting.sort(key=lambda item: item[1].total, reverse=True)
+    names = ', '.join(f'{name} ({_mib(est.total)})' for name, est in fitting)
+    return f'Profiles that fit, largest first: {names}; start with the first.'
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def profile_dirs() -> list[Path]:
+    """Where profile YAML files may be: the source tree, then installed share/ folders."""
+    dirs = [PROFILES_DIR]
+    prefixes = [*os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep), sys.prefix]
+    dirs += [
+        Path(p) / 'share' / 'flash_vstream_ros' / 'config' / 'profiles' for p in prefixes if p
+    ]
+    return [d for d in dirs if d.is_dir()]
+
+
+def profile_paths() -> list[Path]:
+    """Profile files of the first folder that has any, sorted by name."""
+    for folder in profile_dirs():
+        paths = sorted(folder.glob('*.yaml'), key=_profile_order)
+        if paths:
+            return paths
+    return []
+
+
+def _profile_order(path: Path) -> tuple[int, str]:
+    order = PROFILE_ORDER.index(path.stem) if path.stem in PROFILE_ORDER else len(PROFILE_ORDER)
+    return order, path.stem
+
+
+def profile_estimates(
+    paths: Iterable[Path] | None = None,
+) -> list[tuple[str, AppConfig, BudgetEstimate]]:
+    """(name, config, estimate) of every profile; a profile on 'auto' is estimated on CUDA."""
+    out: list[tuple[str, AppConfig, BudgetEstimate]] = []
+    for path in paths if paths is not None else profile_paths():
+        cfg = load_yaml(path, AppConfig)
+        device = 'cpu' if cfg.model.device == 'cpu' else 'cuda'
+        out.append((path.stem, cfg, estimate(cfg, device=device)))
+    return out
+
+
+# --------------------------------------------------------------------------- the node's entry
+
+
+def enforce_budget(cfg: AppConfig, model: Any | None = None) -> BudgetEstimate:
+    """Estimate ``cfg`` (with the loaded ``model`` when given), check it, log and return it.
+
+    Call it at configure: once before loading the model (``model=None``: sizes from the known
+    specs, so an impossible profile is refused before any weight is read) and once after, with
+    the loaded model (measured weights). Raises GpuBudgetError or ConfigError.
+    """
+    device = _model_device(model) if model is not None else resolve_device(cfg.model.device)
+    dtype_bytes = DTYPE_BYTES[dtype_name(cfg.model.dtype, device)]
+    info = (
+        ModelInfo.from_model(model, cfg)
+        if model is not None
+        else ModelInfo.from_spec(find_spec(cfg.model.family, cfg.model.path), dtype_bytes)
+    )
+    est = estimate(cfg, info, device=device)
+    total = device_total_memory() if device == 'cuda' else None
+    check(cfg, est, device_total_bytes=total)
+    limit = budget_limit(cfg, total)
+    LOG.info(
+        'GPU budget: %s; allowed %s',
+        est.describe(),
+        _mib(limit) if limit is not None else 'no limit',
+    )
+    return est
+
+
+def _model_device(model: Any) -> str:
+    return 'cuda' if str(model.device).startswith('cuda') else 'cpu'
+
+
+# --------------------------------------------------------------------------- status helpers
+
+
+def device_total_memory(index: int | None = None) -> int:
+    """Bytes of the CUDA device (on Jetson: the memory shared with the CPU); 0 without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return 0
+    dev = torch.cuda.current_device() if index is None else index
+    return int(torch.cuda.get_device_properties(dev).total_memory)
+
+
+def gpu_memory_used_peak(device: Any = None) -> tuple[int, int]:
+    """(allocated now, peak allocated) bytes of this process on a CUDA device; (0, 0) on CPU."""
+    import torch
+
+    if not torch.cuda.is_available() or (
+        device is not None and torch.device(device).type != 'cuda'
+    ):
+        return 0, 0
+    return int(torch.cuda.memory_allocated(device)), int(torch.cuda.max_memory_allocated(device))
+
+
+# --------------------------------------------------------------------------- README table
+
+TABLE_HEAD = (
+    '| profile | model | dtype | memory | visual tokens | weights | memory state | '
+    'KV cache | activations | overhead | total | max_gpu_memory_mb |\n'
+    '|---|---|---|---|---|---|---|---|---|---|---|---|'
+)
+
+
+def _gib(n: int) -> str:
+    return f'{n / (1 << 30):.2f}'
+
+
+def _memory_label(cfg: AppConfig) -> str:
+    if cfg.memory.kind == 'star':
+        return 'STAR'
+    syn = cfg.memory.synopsis
+    detail = f' + {syn.detail_frames}x{syn.detail_size**2}' if syn.detail_frames else ''
+    return f'synopsis {syn.clusters}x{syn.cluster_size**2}{detail}'
+
+
+def markdown_table(rows: list[tuple[str, AppConfig, BudgetEstimate]]) -> str:
+    """The README's table: expected memory per profile and part, in GiB."""
+    lines = [TABLE_HEAD]
+    for name, cfg, est in rows:
+        where = '' if est.device == 'cuda' else ' (host RAM)'
+        parts = ' | '.join(_gib(v) for v in est.parts().values())
+        limit = cfg.gpu.max_gpu_memory_mb or '-'
+        lines.append(
+            f'| {name}{where} | {est.model} | {est.dtype} | {_memory_label(cfg)} | '
+            f'{est.visual_tokens} | {parts} | **{_gib(est.total)}** | {limit} |'
+        )
+    return '\n'.join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m flash_vstream_ros.budget [--table] [CONFIG.yaml ...]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description='Expected GPU memory of configurations.')
+    parser.add_argument(
+        'configs',
+        nargs='*',
+        type=Path,
+        help='config YAML files (default: every profile in config/profiles)',
+    )
+    parser.add_argument('--table', action='store_true', help='print a Markdown table (GiB)')
+    args = parser.parse_args(argv)
+    try:
+        rows = profile_estimates(args.configs or None)
+    except ConfigError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    if args.table:
+        print(markdown_table(rows))
+        return 0
+    for name, cfg, est in rows:
+        limit = budget_limit(cfg)
+        verdict = (
+            'no limit'
+            if limit is None
+            else ('fits' if est.total <= limit else f'DOES NOT FIT {_mib(limit)}')
+        )
+        print(f'{name}: {est.describe()} [{verdict}]')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
