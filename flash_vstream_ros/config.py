@@ -254,6 +254,9 @@ class EngineConfig(ConfigNode):
                                      'refused', low=0, high=1000)
     max_image_side: int = param(8192, 'Largest accepted image width or height (pixels)', low=1,
                                 high=65_536)
+    max_visual_tokens: int = param(0, 'Visual tokens given to the language model per question, '
+                                   'shared equally by the cameras asked about (0 = one full '
+                                   'memory readout)', low=0, high=1_000_000)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,225 @@
+"""Memory files: every memory of an engine in ONE safetensors file, written atomically.
+
+Layout: a standard safetensors file. Tensors are named ``m<i>.<name>`` (memory ``i``, the
+memory's own tensor name); the header's ``__metadata__`` holds two strings:
+``format`` (``flash_vstream_ros.memory``) and ``info``, a JSON document with the format
+version, the memory kind, feature width, per-camera mode, each memory's key (camera name or
+``*`` for a shared memory) and metadata, and a sha256 over every tensor's name, dtype, shape
+and bytes. One file means one ``os.replace``: a reader sees the old file or the new one, never
+a mixture. A save writes a temporary file in the same folder, fsyncs it, renames it over the
+target and fsyncs the folder; a crash at any point leaves the previous file intact.
+
+Loading refuses (``MemoryFileError``) a missing, truncated, corrupt (checksum mismatch) or
+foreign file, and a format version it does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+import contextlib
+from dataclasses import dataclass, field
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+import struct
+import tempfile
+from typing import Any
+
+import torch
+
+from flash_vstream_ros.errors import MemoryFileError
+
+log = logging.getLogger(__name__)
+
+FORMAT = 'flash_vstream_ros.memory'
+FORMAT_VERSION = 1
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MemoryRecord:
+    """One memory's state: its key (camera, or '*' for a shared memory), tensors and metadata."""
+
+    key: str
+    tensors: Mapping[str, torch.Tensor]
+    meta: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class MemoryFile:
+    """What a memory file holds."""
+
+    info: dict[str, Any]  # kind, feature_dim, per_camera, frames, created...
+    records: list[MemoryRecord] = field(default_factory=list)
+    nbytes: int = 0
+
+
+def save_file(path: str | Path, records: Sequence[MemoryRecord], info: Mapping[str, Any]) -> int:
+    """Write ``records`` atomically to ``path``; returns the file size in bytes."""
+    from safetensors.torch import save
+
+    target = Path(path)
+    tensors: dict[str, torch.Tensor] = {}
+    entries = []
+    for i, rec in enumerate(records):
+        for name, tensor in rec.tensors.items():
+            tensors[f'm{i}.{name}'] = tensor.detach().to('cpu').contiguous().clone()
+        entries.append({'key': rec.key, 'meta': _jsonable(rec.meta, rec.key)})
+    doc = {
+        **dict(info),
+        'format_version': FORMAT_VERSION,
+        'memories': entries,
+        'sha256': tensor_digest(tensors),
+    }
+    try:
+        blob = save(tensors, metadata={'format': FORMAT, 'info': json.dumps(doc)})
+    except Exception as exc:
+        raise MemoryFileError(f'cannot serialise the memory for {target}: {exc}') from exc
+    _write_atomic(target, blob)
+    return len(blob)
+
+
+def _jsonable(meta: Mapping[str, Any], key: str) -> Any:
+    try:
+        return json.loads(json.dumps(dict(meta)))
+    except (TypeError, ValueError) as exc:
+        raise MemoryFileError(
+            f'metadata of memory {key!r} is not JSON-serialisable: {exc}'
+        ) from exc
+
+
+def _write_atomic(target: Path, blob: bytes) -> None:
+    folder = target.parent if str(target.parent) else Path('.')
+    if not folder.is_dir():
+        raise MemoryFileError(f'cannot save memory to {target}: folder {folder} does not exist')
+    fd, tmp = tempfile.mkstemp(prefix=f'.{target.name}.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as out:
+            out.write(blob)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException as exc:
+        _remove_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise MemoryFileError(f'cannot save memory to {target}: {exc}') from exc
+        raise
+    _fsync_folder(folder)
+
+
+def _remove_quietly(tmp: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # platforms without directory fds: the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes (names sorted)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to('cpu').contiguous()
+        digest.update(f'{name}|{t.dtype}|{tuple(t.shape)}|'.encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b'')
+    return digest.hexdigest()
+
+
+def read_info(path: str | Path) -> dict[str, Any]:
+    """The JSON info of a memory file, reading only its header (no checksum check)."""
+    target = Path(path)
+    try:
+        with target.open('rb') as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise MemoryFileError(f'{target} is not a memory file: only {len(head)} bytes')
+            (size,) = struct.unpack('<Q', head)
+            if size > MAX_HEADER_BYTES:
+                raise MemoryFileError(f'{target} is not a memory file: header of {size} bytes')
+            raw = f.read(size)
+    except FileNotFoundError as exc:
+        raise MemoryFileError(f'memory file {target} does not exist') from exc
+    except IsADirectoryError as exc:
+        raise MemoryFileError(f'memory file {target} is a folder') from exc
+    if len(raw) < size:
+        raise MemoryFileError(f'{target} is truncated: header cut at {len(raw)} of {size} bytes')
+    return _parse_header(target, raw)
+
+
+def _parse_header(target: Path, raw: bytes) -> dict[str, Any]:
+    try:
+        header = json.loads(raw)
+        meta = header['__metadata__']
+        fmt = meta['format']
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MemoryFileError(f'{target} is not a flash_vstream_ros memory file') from exc
+    if fmt != FORMAT:
+        raise MemoryFileError(f'{target} is not a flash_vstream_ros memory file (format {fmt!r})')
+    try:
+        info = json.loads(meta['info'])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MemoryFileError(f'{target} has a corrupt info header: {exc}') from exc
+    version = info.get('format_version') if isinstance(info, dict) else None
+    if version != FORMAT_VERSION:
+        raise MemoryFileError(
+            f'{target} has memory format version {version!r}; this build reads version '
+            f'{FORMAT_VERSION}'
+        )
+    return info
+
+
+def load_file(path: str | Path) -> MemoryFile:
+    """Read and verify a memory file; MemoryFileError says why one is refused."""
+    from safetensors.torch import load
+
+    target = Path(path)
+    info = read_info(target)
+    try:
+        blob = target.read_bytes()
+    except OSError as exc:
+        raise MemoryFileError(f'cannot read memory file {target}: {exc}') from exc
+    try:
+        tensors = load(blob)
+    except Exception as exc:  # safetensors raises its own error type for any malformed file
+        raise MemoryFileError(f'{target} is truncated or corrupt: {exc}') from exc
+    if tensor_digest(tensors) != info.get('sha256'):
+        raise MemoryFileError(f'{target} is corrupt: tensor checksum mismatch')
+    return MemoryFile(info=info, records=_split(target, info, tensors), nbytes=len(blob))
+
+
+def _split(
+    target: Path, info: dict[str, Any], tensors: Mapping[str, torch.Tensor]
+) -> list[MemoryRecord]:
+    entries = info.get('memories')
+    if not isinstance(entries, list):
+        raise MemoryFileError(f'{target} has no list of memories in its header')
+    records = []
+    for i, entry in enumerate(entries):
+        prefix = f'm{i}.'
+        own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if not isinstance(entry, dict) or not isinstance(entry.get('key'), str):
+            raise MemoryFileError(f'{target}: memory entry {i} is malformed')
+        records.append(MemoryRecord(key=entry['key'], tensors=own, meta=entry.get('meta', {})))
+    return records
+
+
+def check_compatible(
+    target: str | Path, info: Mapping[str, Any], expected: Mapping[str, Any]
+) -> None:
+    """Refuse a file whose kind, feature width or camera mode differ from the engine's."""
+    for key, want in expected.items():
+        got = info.get(key)
+        if got != want:
+            raise MemoryFileError(
+                f'{target} is incompatible: it holds {key}={got!r}, this engine has {want!r}'
+            )

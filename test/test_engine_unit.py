@@ -1,0 +1,437 @@
+"""Engine behaviour on a fake model and memory: ingest, questions, errors, concurrency."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import threading
+import time
+
+from _engine_fakes import FakeModel, fake_build_memory
+import numpy as np
+import pytest
+import torch
+
+from flash_vstream_ros.config import AppConfig, with_overrides
+from flash_vstream_ros.engine import Engine, Question
+from flash_vstream_ros.errors import (
+    BadFrameError,
+    BadQuestionError,
+    BusyError,
+    ModelError,
+    NotReadyError,
+)
+from flash_vstream_ros.memory.base import TimeWindow
+
+pytestmark = pytest.mark.unit
+
+
+def make_engine(model: FakeModel | None = None, **overrides: object) -> Engine:
+    flat = {'engine.ingest_rate_hz': 0.0, 'engine.frame_queue_size': 1000}
+    flat.update(overrides)
+    cfg = with_overrides(AppConfig(), flat)
+    return Engine(cfg, model or FakeModel(), memory_factory=fake_build_memory)
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    eng = make_engine()
+    eng.start()
+    yield eng
+    eng.stop()
+
+
+def frame(value: int = 0) -> np.ndarray:
+    return np.full((12, 16, 3), value % 256, np.uint8)
+
+
+def feed(eng: Engine, stamps: list[float], camera: str = 'cam') -> None:
+    for s in stamps:
+        eng.submit_frame(frame(int(s * 7)), s, camera)
+    assert eng.wait_idle(10.0)
+
+
+def test_ingest_counts_and_status(engine: Engine) -> None:
+    feed(engine, [float(i) for i in range(10)])
+    st = engine.status()
+    assert (st.frames_received, st.frames_ingested, st.frames_rejected) == (10, 10, 0)
+    assert st.cameras == ('cam',)
+    assert (st.oldest_stamp, st.newest_stamp) == (0.0, 9.0)
+    assert st.state == 'running'
+    assert st.memory_bytes > 0
+    assert dict((p, u) for p, u, _ in st.fill) == {'temporal': 12, 'spatial': 4}
+
+
+def test_rate_sampling_uses_stamps() -> None:
+    eng = make_engine(**{'engine.ingest_rate_hz': 2.0})
+    eng.start()
+    try:
+        accepted = [eng.submit_frame(frame(), i * 0.1, 'a') for i in range(20)]  # 10 Hz, 2 s
+        accepted_b = eng.submit_frame(frame(), 0.05, 'b')  # other camera samples on its own
+        assert eng.wait_idle(5.0)
+        st = eng.status()
+    finally:
+        eng.stop()
+    assert sum(accepted) == 4  # stamps 0.0, 0.5, 1.0, 1.5
+    assert accepted_b
+    assert st.frames_skipped_rate == 16
+    assert st.frames_ingested == 5
+
+
+def test_queue_drops_oldest_and_never_blocks() -> None:
+    model = FakeModel()
+    gate = threading.Event()
+    original = model.encode
+
+    def slow_encode(frames):  # type: ignore[no-untyped-def]
+        gate.wait(5.0)
+        return original(frames)
+
+    model.encode = slow_encode  # type: ignore[method-assign]
+    eng = make_engine(model, **{'engine.frame_queue_size': 3, 'engine.max_encode_batch': 1})
+    eng.start()
+    try:
+        t0 = time.monotonic()
+        for i in range(50):
+            eng.submit_frame(frame(i), float(i), 'cam')
+        submit_s = time.monotonic() - t0
+        gate.set()
+        assert eng.wait_idle(10.0)
+        st = eng.status()
+    finally:
+        eng.stop()
+    assert submit_s < 5.0  # would be >= 5 s if submit waited for the blocked worker
+    assert st.frames_dropped_queue >= 46
+    assert st.frames_ingested + st.frames_dropped_queue == 50
+    assert st.newest_stamp == 49.0  # the newest frames survive
+
+
+def test_batches_when_behind() -> None:
+    model = FakeModel()
+    sizes: list[int] = []
+    original = model.encode
+
+    def record(frames):  # type: ignore[no-untyped-def]
+        sizes.append(len(frames))
+        time.sleep(0.05)
+        return original(frames)
+
+    model.encode = record  # type: ignore[method-assign]
+    eng = make_engine(model, **{'engine.max_encode_batch': 4})
+    eng.start()
+    try:
+        feed(eng, [float(i) for i in range(17)])
+    finally:
+        eng.stop()
+    assert max(sizes) == 4
+    assert sum(sizes) == 17
+
+
+@pytest.mark.parametrize(
+    'bad',
+    [
+        np.zeros((10, 10), np.uint8),
+        np.zeros((10, 10, 4), np.uint8),
+        np.zeros((10, 10, 3), np.float32),
+        np.zeros((0, 10, 3), np.uint8),
+        np.zeros((9000, 1, 3), np.uint8),
+        'not an image',
+    ],
+)
+def test_bad_frames_rejected_and_counted(engine: Engine, bad: object) -> None:
+    with pytest.raises(BadFrameError):
+        engine.submit_frame(bad, 1.0, 'cam')  # type: ignore[arg-type]
+    assert engine.status().frames_rejected == 1
+
+
+def test_bad_stamp_and_camera_rejected(engine: Engine) -> None:
+    with pytest.raises(BadFrameError, match='stamp'):
+        engine.submit_frame(frame(), float('nan'), 'cam')
+    with pytest.raises(BadFrameError, match='camera'):
+        engine.submit_frame(frame(), 1.0, '')
+    engine.submit_frame(frame(), 5.0, 'cam')
+    with pytest.raises(BadFrameError, match='older'):
+        engine.submit_frame(frame(), 4.0, 'cam')
+    engine.reject_frame('corrupt jpeg')
+    assert engine.status().frames_rejected == 4
+
+
+def test_not_ready_before_start() -> None:
+    eng = make_engine()
+    with pytest.raises(NotReadyError):
+        eng.submit_frame(frame(), 0.0, 'cam')
+    with pytest.raises(NotReadyError):
+        eng.ask(Question('what?'))
+
+
+@pytest.mark.parametrize(
+    ('question', 'match'),
+    [
+        (Question(''), 'empty'),
+        (Question('   \n\t'), 'empty'),
+        (Question('x' * 2001), 'limit is 2000'),
+        (Question('what\x00 is it'), 'control'),
+        (Question('what\x1b[31m'), 'control'),
+        (Question('q', window=TimeWindow(5.0, 1.0)), 'reversed'),
+        (Question('q', window=TimeWindow(float('nan'), 1.0)), 'finite'),
+        (Question('q', last_s=-1.0), 'last_s'),
+        (Question('q', max_new_tokens=-3), 'max_new_tokens'),
+        (Question('q', temperature=-0.5), 'temperature'),
+        (Question('q', cameras=('nope',)), r"unknown camera\(s\) \['nope'\].*'cam'"),
+        (Question('q', window=TimeWindow(100.0, 200.0)), 'no memory matches'),
+        (Question('q', window=TimeWindow(None, -5.0)), 'no memory matches'),
+    ],
+)
+def test_bad_questions(engine: Engine, question: Question, match: str) -> None:
+    feed(engine, [0.0, 1.0, 2.0])
+    with pytest.raises(BadQuestionError, match=match):
+        engine.ask(question)
+    assert engine.status().questions_failed == 1
+
+
+def test_empty_memory_is_refused(engine: Engine) -> None:
+    with pytest.raises(BadQuestionError, match='no memory matches: the memory is empty'):
+        engine.ask(Question('what did you see?'))
+
+
+def test_answer_streams_tokens_and_clamps(engine: Engine) -> None:
+    feed(engine, [0.0, 1.0])
+    tokens: list[str] = []
+    ans = engine.ask(Question('what?', max_new_tokens=100_000), on_token=tokens.append)
+    assert ans.answer_tokens == 128  # generation.max_new_tokens
+    assert tokens == ans.text.split()
+    assert ans.stop_reason == 'length'
+    assert ans.visual_tokens == 8  # 2 temporal elements x 2 + spatial 4
+    assert ans.status.questions_answered == 1
+    assert ans.latency_s > 0
+    assert {e.stamp for e in ans.evidence} == {0.0, 1.0}
+
+
+def test_window_and_last_s_use_only_matching_evidence(engine: Engine) -> None:
+    feed(engine, [float(i) for i in range(6)])
+    ans = engine.ask(Question('q', window=TimeWindow(1.5, 3.5), max_new_tokens=1))
+    assert ans.evidence
+    assert all(1.5 <= e.start and e.end <= 3.5 for e in ans.evidence)
+    ans = engine.ask(Question('q', last_s=2.0, max_new_tokens=1))
+    assert all(e.end >= 3.0 for e in ans.evidence)
+    assert min(e.start for e in ans.evidence) == 3.0
+
+
+def test_cameras_per_camera_memories() -> None:
+    eng = make_engine()
+    eng.start()
+    try:
+        feed(eng, [0.0, 1.0, 2.0], 'left')
+        feed(eng, [0.5, 1.5], 'right')
+        st = eng.status()
+        left = eng.ask(Question('q', cameras=('left',), max_new_tokens=1))
+        both = eng.ask(Question('q', max_new_tokens=1))
+    finally:
+        eng.stop()
+    assert st.cameras == ('left', 'right')
+    assert {e.camera for e in left.evidence} == {'left'}
+    assert {e.camera for e in both.evidence} == {'left', 'right'}
+    # per-camera readouts are cut to an equal share of one memory's readout (16 tokens)
+    assert both.visual_tokens <= 16
+    cams = [e.camera for e in both.evidence]
+    assert cams == sorted(cams)  # fixed (sorted) camera order
+
+
+def test_cameras_shared_memory() -> None:
+    eng = make_engine(**{'memory.per_camera': False})
+    eng.start()
+    try:
+        feed(eng, [0.0, 1.0, 2.0], 'left')
+        feed(eng, [3.5], 'right')
+        right = eng.ask(Question('q', cameras=('right',), max_new_tokens=1))
+        with pytest.raises(BadQuestionError, match='unknown camera'):
+            eng.ask(Question('q', cameras=('middle',)))
+    finally:
+        eng.stop()
+    assert right.evidence
+    assert all('right' in e.camera.split(',') for e in right.evidence)
+
+
+def test_cancel_mid_answer() -> None:
+    model = FakeModel(token_delay_s=0.01)
+    eng = make_engine(model)
+    eng.start()
+    try:
+        feed(eng, [0.0])
+        cancel = threading.Event()
+        seen: list[str] = []
+
+        def on_token(tok: str) -> None:
+            seen.append(tok)
+            if len(seen) == 5:
+                cancel.set()
+
+        ans = eng.ask(Question('q', max_new_tokens=1000), on_token=on_token, cancel=cancel)
+    finally:
+        eng.stop()
+    assert ans.stop_reason == 'cancelled'
+    assert ans.answer_tokens == 5
+
+
+def test_busy_when_queue_full() -> None:
+    model = FakeModel(token_delay_s=0.02)
+    eng = make_engine(model, **{'engine.question_queue_size': 1})
+    eng.start()
+    try:
+        feed(eng, [0.0])
+        results: list[object] = []
+
+        def ask() -> None:
+            try:
+                results.append(eng.ask(Question('q', max_new_tokens=50)))
+            except BusyError as exc:
+                results.append(exc)
+
+        first = threading.Thread(target=ask)
+        first.start()
+        assert model.started.wait(5.0)
+        second = threading.Thread(target=ask)
+        second.start()
+        deadline = time.monotonic() + 5.0
+        while eng._gate.waiting < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with pytest.raises(BusyError, match='question_queue_size=1'):
+            eng.ask(Question('q'))
+        first.join()
+        second.join()
+    finally:
+        eng.stop()
+    assert all(not isinstance(r, Exception) for r in results)
+    assert len(results) == 2
+
+
+def test_model_errors_become_model_error(engine: Engine) -> None:
+    feed(engine, [0.0])
+    model = engine._model
+    assert isinstance(model, FakeModel)
+    model.fail_next = RuntimeError('CUDA out of memory. Tried to allocate 2.00 GiB')
+    with pytest.raises(ModelError, match='out of memory'):
+        engine.ask(Question('q'))
+    model.fail_next = torch.cuda.OutOfMemoryError('boom')
+    with pytest.raises(ModelError, match='out of memory'):
+        engine.ask(Question('q'))
+    model.fail_next = ValueError('weird')
+    with pytest.raises(ModelError, match='ValueError: weird'):
+        engine.ask(Question('q'))
+    assert engine.ask(Question('q', max_new_tokens=2)).text == 'w0 w1'  # still usable
+    st = engine.status()
+    assert (st.questions_failed, st.questions_answered) == (3, 1)
+
+
+def test_callback_errors_pass_through(engine: Engine) -> None:
+    feed(engine, [0.0])
+
+    def broken(tok: str) -> None:
+        raise KeyError('publisher gone')
+
+    with pytest.raises(KeyError, match='publisher gone'):
+        engine.ask(Question('q'), on_token=broken)
+    assert engine.ask(Question('q', max_new_tokens=1)).answer_tokens == 1
+
+
+def test_key_frames_and_reset(engine: Engine) -> None:
+    feed(engine, [0.0, 1.0, 2.0])
+    keys = engine.key_frames()
+    assert [(c, s) for c, s, _ in keys] == [('cam', 2.0)]  # the spatial (newest) frame
+    assert keys[0][2].shape[2] == 3
+    assert max(keys[0][2].shape[:2]) <= 96
+    engine.reset_memory()
+    assert engine.status().cameras == ()
+    assert engine.key_frames() == []
+    feed(engine, [0.5])  # sampling stamps reset too: an earlier stamp is accepted
+    assert engine.status().newest_stamp == 0.5
+
+
+def test_concurrent_ingest_and_questions() -> None:
+    """Writers, askers and a status reader at once: no deadlock, consistent views, monotonic."""
+    model = FakeModel(token_delay_s=0.001)
+    eng = make_engine(model, **{'engine.question_queue_size': 8})
+    eng.start()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer(camera: str, offset: float) -> None:
+        for i in range(300):
+            eng.submit_frame(frame(i), offset + i, camera)
+            if i % 25 == 0:
+                time.sleep(0.001)
+
+    def asker() -> None:
+        while not stop.is_set():
+            try:
+                ans = eng.ask(Question('q', max_new_tokens=3, last_s=50.0))
+                assert ans.answer_tokens == 3
+                assert ans.visual_tokens == model.last_tokens.shape[0]  # type: ignore[union-attr]
+            except BadQuestionError:
+                pass  # nothing ingested yet
+            except BaseException as exc:
+                errors.append(exc)
+
+    def reader() -> None:
+        last = None
+        while not stop.is_set():
+            view = eng._current()
+            for _, snap in view.snapshots:
+                ro = snap.readout()
+                assert ro.tokens.shape[0] == sum(n for _, n in ro.parts)
+                assert snap.frames_seen >= len([e for e in ro.evidence if e.part == 'spatial'])
+            st = eng.status()
+            now = (st.frames_received, st.frames_ingested, st.questions_answered)
+            if last is not None:
+                assert all(a <= b for a, b in zip(last, now, strict=True)), (last, now)
+            last = now
+
+    def guarded(fn, *args):  # type: ignore[no-untyped-def]
+        try:
+            fn(*args)
+        except BaseException as exc:
+            errors.append(exc)
+
+    writers = [threading.Thread(target=guarded, args=(writer, c, o)) for c, o in
+               (('a', 0.0), ('b', 0.5))]
+    others = [threading.Thread(target=guarded, args=(f,)) for f in (asker, asker, reader)]
+    for t in writers + others:
+        t.start()
+    for t in writers:
+        t.join(30.0)
+    assert eng.wait_idle(30.0)
+    stop.set()
+    for t in others:
+        t.join(30.0)
+    assert not any(t.is_alive() for t in writers + others), 'deadlock'
+    st = eng.status()
+    eng.stop()
+    assert not errors, errors
+    assert st.frames_received == 600
+    assert st.frames_ingested + st.frames_dropped_queue == 600
+    assert st.questions_answered > 0
+
+
+def test_stop_releases_waiting_question() -> None:
+    model = FakeModel(token_delay_s=0.01)
+    eng = make_engine(model)
+    eng.start()
+    feed(eng, [0.0])
+    outcome: list[object] = []
+
+    def ask(n: int) -> None:
+        try:
+            outcome.append(eng.ask(Question('q', max_new_tokens=n)).stop_reason)
+        except NotReadyError as exc:
+            outcome.append(exc)
+
+    first = threading.Thread(target=ask, args=(200,))
+    first.start()
+    assert model.started.wait(5.0)
+    second = threading.Thread(target=ask, args=(5,))
+    second.start()
+    time.sleep(0.05)
+    eng.stop()
+    first.join(10.0)
+    second.join(10.0)
+    assert not first.is_alive() and not second.is_alive()
+    assert 'cancelled' in outcome
