@@ -1,0 +1,141 @@
+"""The GPU memory budget: estimate by part, refusal of what cannot fit, the README table."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from flash_vstream_ros import budget
+from flash_vstream_ros.budget import (
+    MIB,
+    ModelInfo,
+    check,
+    enforce_budget,
+    estimate,
+    kv_cache_bytes,
+    memory_state_bytes,
+)
+from flash_vstream_ros.config import AppConfig, load_yaml, with_overrides
+from flash_vstream_ros.errors import ConfigError, GpuBudgetError
+from flash_vstream_ros.model_specs import FLASH_VSTREAM_7B, VICUNA_7B
+
+pytestmark = pytest.mark.unit
+
+PROFILES = budget.PROFILES_DIR
+
+
+def profile(name: str) -> AppConfig:
+    return load_yaml(PROFILES / f'{name}.yaml', AppConfig)
+
+
+@dataclasses.dataclass
+class FakeModel:
+    """What enforce_budget reads of a loaded VisionLanguageModel."""
+
+    nbytes: int
+    device: str = 'cuda:0'
+    feature_dim: int = 64
+
+    def parameter_bytes(self) -> int:
+        return self.nbytes
+
+
+def test_weights_of_flash_vstream_7b_in_fp16() -> None:
+    est = estimate(profile('agx_orin'), device='cuda')
+    assert est.weights == FLASH_VSTREAM_7B.parameters * 2
+    assert 13.0 < est.weights / 2**30 < 13.3  # 7.06B parameters x 2 bytes
+
+
+def test_kv_cache_is_layers_x_2_x_tokens_x_width() -> None:
+    cfg = profile('agx_orin')
+    est = estimate(cfg, device='cuda')
+    prompt = budget.PROMPT_TEMPLATE_TOKENS + cfg.generation.max_question_chars // 4
+    assert est.visual_tokens == 681
+    assert est.context_tokens == 681 + prompt + cfg.generation.max_new_tokens
+    assert est.kv_cache == 32 * 2 * 4096 * est.context_tokens * 2
+    assert kv_cache_bytes(VICUNA_7B, 1, 2) == 512 * 1024  # 0.5 MiB per token, no GQA
+
+
+def test_memory_state_counts_readout_and_buffer_per_camera() -> None:
+    cfg = with_overrides(AppConfig(), {'ros.image_topics': ['a', 'b']})
+    one = memory_state_bytes(cfg.memory, 1024, 2)
+    assert one == (681 + 300 * 64) * 1024 * 2
+    tiny_width = estimate(cfg, device='cuda').memory_state // 2 // 2 // (681 + 300 * 64)
+    assert tiny_width == 64
+    shared = with_overrides(cfg, {'memory.per_camera': False})
+    assert (
+        estimate(shared, device='cuda').memory_state * 2
+        == estimate(cfg, device='cuda').memory_state
+    )
+
+
+def test_measured_weights_replace_the_table() -> None:
+    cfg = AppConfig()
+    info = ModelInfo.from_model(FakeModel(nbytes=123 * MIB), cfg)
+    assert info.measured
+    assert estimate(cfg, info, device='cuda').weights == 123 * MIB
+
+
+def test_check_refuses_an_impossible_profile_and_names_one_that_fits() -> None:
+    cfg = with_overrides(profile('agx_orin'), {'gpu.max_gpu_memory_mb': 4096})
+    est = estimate(cfg, device='cuda')
+    with pytest.raises(GpuBudgetError, match=r'gpu\.max_gpu_memory_mb=4096') as err:
+        check(cfg, est)
+    message = str(err.value)
+    assert 'the largest part is weights' in message
+    assert 'orin_nano' in message
+    assert 'agx_orin (' not in message
+
+
+def test_check_accepts_a_fitting_profile_under_a_fake_device_limit() -> None:
+    cfg = profile('orin_nano')
+    check(cfg, estimate(cfg, device='cuda'), device_total_bytes=7_620 * MIB)
+
+
+def test_device_smaller_than_the_configured_limit_refuses() -> None:
+    cfg = profile('desktop_gpu')  # 22 GiB allowed, but the card has 12 GiB
+    with pytest.raises(GpuBudgetError, match='device memory 12,288 MiB'):
+        check(cfg, estimate(cfg, device='cuda'), device_total_bytes=12_288 * MIB)
+
+
+def test_cpu_runs_are_never_refused() -> None:
+    cfg = with_overrides(profile('agx_orin'), {'gpu.max_gpu_memory_mb': 1})
+    check(cfg, estimate(cfg, device='cpu'))
+
+
+def test_a_memory_larger_than_the_context_is_a_config_error() -> None:
+    cfg = with_overrides(profile('desktop_gpu'), {'memory.kind': 'synopsis'})  # 11,520 tokens
+    with pytest.raises(ConfigError, match='reads at most 4096 tokens'):
+        check(cfg, estimate(cfg, device='cuda'))
+
+
+def test_unknown_model_cannot_be_estimated_before_loading() -> None:
+    cfg = with_overrides(AppConfig(), {'model.family': 'llava', 'model.path': '/m/mystery'})
+    with pytest.raises(ConfigError, match="'/m/mystery'"):
+        estimate(cfg, device='cuda')
+
+
+def test_enforce_budget_with_a_loaded_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(budget, 'device_total_memory', lambda index=None: 1024 * MIB)
+    cfg = with_overrides(AppConfig(), {'gpu.overhead_mb': 0, 'engine.max_encode_batch': 1})
+    est = enforce_budget(cfg, FakeModel(nbytes=10 * MIB))
+    assert est.weights == 10 * MIB
+    with pytest.raises(GpuBudgetError, match='device memory 1,024 MiB'):
+        enforce_budget(cfg, FakeModel(nbytes=2048 * MIB))
+    assert enforce_budget(cfg, FakeModel(nbytes=2048 * MIB, device='cpu')).device == 'cpu'
+
+
+def test_table_has_a_row_per_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    assert budget.main(['--table']) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith('| ')]
+    names = [row.split('|')[1].split()[0] for row in rows[1:]]
+    assert names == list(budget.PROFILE_ORDER)
+
+
+def test_cli_reports_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('model: {family: gpt}\n')
+    assert budget.main([str(bad)]) == 2
+    assert "'gpt'" in capsys.readouterr().err
