@@ -61,6 +61,7 @@ def save_file(path: str | Path, records: Sequence[MemoryRecord], info: Mapping[s
     from safetensors.torch import save
 
     target = Path(path)
+    _refuse_foreign(target)
     tensors: dict[str, torch.Tensor] = {}
     entries = []
     for i, rec in enumerate(records):
@@ -79,6 +80,18 @@ def save_file(path: str | Path, records: Sequence[MemoryRecord], info: Mapping[s
         raise MemoryFileError(f'cannot serialise the memory for {target}: {exc}') from exc
     _write_atomic(target, blob)
     return len(blob)
+
+
+def _refuse_foreign(target: Path) -> None:
+    """Never replace a file that is not a memory file of a version this build reads."""
+    if not target.exists():
+        return
+    try:
+        read_info(target)
+    except MemoryFileError as exc:
+        raise MemoryFileError(
+            f'refusing to overwrite {target}: {exc}; remove it or save to another path'
+        ) from exc
 
 
 def _jsonable(meta: Mapping[str, Any], key: str) -> Any:
