@@ -1,0 +1,259 @@
+"""Vision encoder throughput on this CPU against the physical floor from FLOPs.
+
+Encoders a user would pick for the memory (CLIP ViT-L/14 224 is Flash-VStream's), built from
+transformers configs with RANDOM weights (no downloads; speed does not depend on the weights).
+For each encoder, thread count and batch size: the median seconds per frame of the forward pass
+(preprocessing excluded). The floor is the encoder's FLOPs (counted from the config: patch
+embedding, per-layer attention and MLP matmuls, pooling head) divided by the fp32 matmul GFLOP/s
+that a large ``torch.mm`` reaches on this machine in the same run. measured / floor says how far
+the encoder is from what the CPU can do at best.
+
+    python benchmarks/bench_encoder.py --out bench_out/encoder
+    python benchmarks/bench_encoder.py --quick          # ViT-B/32 only, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass
+import json
+import os
+from pathlib import Path
+import platform
+import statistics
+import time
+from typing import Any
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
+
+import torch
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A ViT vision tower, described by the config fields that set its cost."""
+
+    name: str
+    family: str  # clip or siglip
+    image_size: int
+    patch_size: int
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+
+    @property
+    def patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def tokens(self) -> int:
+        return self.patches + (1 if self.family == 'clip' else 0)  # CLIP adds a class token
+
+
+ENCODERS: tuple[EncoderSpec, ...] = (
+    EncoderSpec('CLIP ViT-L/14 224 (paper)', 'clip', 224, 14, 1024, 4096, 24, 16),
+    EncoderSpec('CLIP ViT-L/14 336', 'clip', 336, 14, 1024, 4096, 24, 16),
+    EncoderSpec('CLIP ViT-B/16 224', 'clip', 224, 16, 768, 3072, 12, 12),
+    EncoderSpec('CLIP ViT-B/32 224', 'clip', 224, 32, 768, 3072, 12, 12),
+    EncoderSpec('SigLIP-B/16 224', 'siglip', 224, 16, 768, 3072, 12, 12),
+)
+
+
+def encoder_flops(spec: EncoderSpec) -> float:
+    """FLOPs of one frame's forward pass (2 per multiply-add), matmuls only."""
+    d, i, t = spec.hidden, spec.intermediate, spec.tokens
+    macs = spec.patches * 3 * spec.patch_size**2 * d  # patch embedding (a strided conv)
+    per_layer = 4 * t * d * d  # q, k, v and output projections
+    per_layer += 2 * t * t * d  # scores q.k^T and the weighted sum of v
+    per_layer += 2 * t * d * i  # MLP up and down
+    macs += spec.layers * per_layer
+    if spec.family == 'siglip':  # attention-pooling head: one probe query over all tokens
+        macs += 2 * t * d * d + 2 * d * d + 2 * t * d + 2 * d * i
+    return 2.0 * macs
+
+
+def build_encoder(spec: EncoderSpec) -> torch.nn.Module:
+    """A random-weight vision tower of the spec's shape, in eval mode (fp32, CPU)."""
+    from transformers import (
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        SiglipVisionConfig,
+        SiglipVisionModel,
+    )
+
+    shape: dict[str, Any] = {
+        'image_size': spec.image_size,
+        'patch_size': spec.patch_size,
+        'hidden_size': spec.hidden,
+        'intermediate_size': spec.intermediate,
+        'num_hidden_layers': spec.layers,
+        'num_attention_heads': spec.heads,
+    }
+    model: torch.nn.Module
+    if spec.family == 'clip':
+        model = CLIPVisionModel(CLIPVisionConfig(**shape))
+    else:
+        model = SiglipVisionModel(SiglipVisionConfig(**shape))
+    return model.eval()
+
+
+def matmul_gflops(threads: int, n: int = 2048, reps: int = 10) -> float:
+    """Best fp32 GFLOP/s of an n x n torch.mm with ``threads`` threads (the achievable peak)."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm-up
+    best = float('inf')
+    for _ in range(reps):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n**3 / best / 1e9
+
+
+def time_forward(
+    model: torch.nn.Module, spec: EncoderSpec, batch: int, budget_s: float, max_reps: int
+) -> tuple[float, int]:
+    """Median seconds per frame over repetitions that fit ``budget_s`` (at least one)."""
+    pixels = torch.randn(batch, 3, spec.image_size, spec.image_size)  # (B, 3, S, S)
+    times: list[float] = []
+    spent = 0.0
+    with torch.inference_mode():
+        model(pixel_values=pixels[:1])  # warm-up (allocator, kernels)
+        while len(times) < max_reps and (not times or spent + times[-1] <= budget_s):
+            start = time.perf_counter()
+            model(pixel_values=pixels)
+            elapsed = time.perf_counter() - start
+            times.append(elapsed)
+            spent += elapsed
+    return statistics.median(times) / batch, len(times)
+
+
+def machine_info() -> dict[str, Any]:
+    model_name = ''
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                model_name = line.split(':', 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        'cpu': model_name or platform.processor(),
+        'cores': os.cpu_count(),
+        'torch': torch.__version__,
+        'python': platform.python_version(),
+        'loadavg_start': list(os.getloadavg()),
+    }
+
+
+def run(
+    encoders: list[EncoderSpec],
+    threads: list[int],
+    batches: list[int],
+    budget_s: float,
+    max_reps: int,
+) -> dict[str, Any]:
+    info = machine_info()
+    rates: dict[str, list[float]] = {str(t): [] for t in threads}  # matmul GFLOP/s, each time
+    rows: list[dict[str, Any]] = []
+    for spec in encoders:
+        model = build_encoder(spec)
+        flops = encoder_flops(spec)
+        for t in threads:
+            rates[str(t)].append(matmul_gflops(t))  # right before this encoder's timings
+            for b in batches:
+                torch.set_num_threads(t)
+                s_frame, reps = time_forward(model, spec, b, budget_s, max_reps)
+                rows.append(
+                    {
+                        'encoder': spec.name,
+                        'image_size': spec.image_size,
+                        'threads': t,
+                        'batch': b,
+                        's_per_frame': s_frame,
+                        'fps': 1.0 / s_frame,
+                        'reps': reps,
+                        'gflop_per_frame': flops / 1e9,
+                        'matmul_gflops_adjacent': rates[str(t)][-1],
+                    }
+                )
+                print(format_row(with_floor(rows[-1], rates[str(t)][-1])), flush=True)
+        del model
+    for t in threads:
+        rates[str(t)].append(matmul_gflops(t))
+    best = {t: max(r) for t, r in rates.items()}  # the achievable rate: the best seen in the run
+    rows = [with_floor(row, best[str(row['threads'])]) for row in rows]
+    info['loadavg_end'] = list(os.getloadavg())
+    return {
+        'benchmark': 'encoder',
+        'machine': info,
+        'matmul_gflops': best,
+        'matmul_gflops_all': rates,
+        'encoders': [asdict(e) for e in encoders],
+        'rows': rows,
+    }
+
+
+def with_floor(row: dict[str, Any], gflops: float) -> dict[str, Any]:
+    """The row with the FLOP floor at ``gflops`` and measured / floor."""
+    floor = row['gflop_per_frame'] / gflops
+    return {**row, 'floor_s_per_frame': floor, 'ratio_to_floor': row['s_per_frame'] / floor}
+
+
+def format_row(row: dict[str, Any]) -> str:
+    return (
+        f'| {row["encoder"]} | {row["threads"]} | {row["batch"]} | '
+        f'{row["s_per_frame"]:.3f} | {row["fps"]:.2f} | {row["gflop_per_frame"]:.1f} | '
+        f'{row["floor_s_per_frame"]:.3f} | {row["ratio_to_floor"]:.2f} | {row["reps"]} |'
+    )
+
+
+TABLE_HEAD = (
+    '| encoder | threads | batch | s/frame (median) | frames/s | GFLOP/frame | '
+    'floor s/frame | measured/floor | reps |\n|---|---|---|---|---|---|---|---|---|'
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--out', default='bench_out/encoder', help='folder for encoder.json')
+    parser.add_argument('--threads', type=int, nargs='+', default=[1, 2])
+    parser.add_argument('--batches', type=int, nargs='+', default=[1, 4])
+    parser.add_argument(
+        '--budget-s',
+        type=float,
+        default=4.0,
+        help='time per (encoder, threads, batch) after the first repetition',
+    )
+    parser.add_argument('--max-reps', type=int, default=5)
+    parser.add_argument('--quick', action='store_true', help='ViT-B/32 only, batch 1, 1 thread')
+    args = parser.parse_args(argv)
+    encoders = list(ENCODERS)
+    threads, batches = args.threads, args.batches
+    if args.quick:
+        encoders = [e for e in ENCODERS if 'B/32' in e.name]
+        threads, batches = [1], [1]
+        args.max_reps = min(args.max_reps, 3)
+    print(TABLE_HEAD, flush=True)
+    start = time.perf_counter()
+    result = run(encoders, threads, batches, args.budget_s, args.max_reps)
+    result['wall_s'] = time.perf_counter() - start
+    result['quick'] = bool(args.quick)
+    print('\nfinal (floor at the best matmul rate of the run):\n' + TABLE_HEAD)
+    for row in result['rows']:
+        print(format_row(row))
+    print(
+        f'matmul fp32 GFLOP/s (best of 10, 2048^3): {result["matmul_gflops"]}; '
+        f'wall {result["wall_s"]:.0f} s; load {result["machine"]["loadavg_start"]} -> '
+        f'{result["machine"]["loadavg_end"]}'
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'encoder.json').write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
