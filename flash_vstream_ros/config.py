@@ -226,6 +226,9 @@ class ModelConfig(ConfigNode):
     dtype: str = param('auto', 'Weights dtype: auto (fp16 on CUDA, fp32 on CPU)',
                        choices=('auto', 'float32', 'float16', 'bfloat16'))
     cache_dir: str = param('', 'Where tiny models are built ("" = ~/.cache/flash_vstream_ros)')
+    tiny_family: str = param('flash_vstream', 'family=tiny: which real format the tiny random '
+                             'model is built in and loaded through',
+                             choices=('flash_vstream', 'llava'))
     offline: bool = param(False, 'Never contact a model hub (local files only)')
     compile: bool = param(False, 'torch.compile the vision encoder (CUDA only)')
 

@@ -1,0 +1,112 @@
+"""Model backends behind one protocol; :func:`load_model` picks one from the config.
+
+Families: ``flash_vstream`` (a v1 checkpoint folder), ``llava`` (a transformers LLaVA-style
+model folder) and ``tiny`` (a tiny random model of ``tiny_family``, built once in
+``cache_dir`` and loaded through the real loader of that family). torch is imported here;
+transformers only when a model is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from flash_vstream_ros.config import ModelConfig
+from flash_vstream_ros.errors import CheckpointError, ConfigError
+from flash_vstream_ros.models.base import (
+    Generation,
+    GenerationRequest,
+    PromptContext,
+    VisionLanguageModel,
+)
+
+__all__ = [
+    'Generation',
+    'GenerationRequest',
+    'PromptContext',
+    'VisionLanguageModel',
+    'load_model',
+    'resolve_device',
+    'resolve_dtype',
+]
+
+log = logging.getLogger(__name__)
+DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is a ConfigError."""
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f'model.device {name!r} is not a torch device: {exc}') from exc
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ConfigError(f'model.device is {name!r} but CUDA is not available')
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """'auto' -> float16 on CUDA, float32 elsewhere; warns about bf16/fp16 on a CPU."""
+    if name == 'auto':
+        return torch.float16 if device.type == 'cuda' else torch.float32
+    dtype = DTYPES[name]
+    if device.type == 'cpu' and dtype != torch.float32:
+        log.warning('model.dtype=%s on the CPU is usually much slower than float32', name)
+    return dtype
+
+
+def load_model(cfg: ModelConfig) -> VisionLanguageModel:
+    """Load (or, for family='tiny', build once and load) the configured model."""
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    family, folder = _family_and_folder(cfg)
+    if family == 'flash_vstream':
+        from flash_vstream_ros.models.flash_vstream import load_flash_vstream
+
+        return load_flash_vstream(folder, device, dtype, cfg.vision_tower, _offline(cfg))
+    from flash_vstream_ros.models.llava import load_llava
+
+    return load_llava(folder, device, dtype)
+
+
+def _family_and_folder(cfg: ModelConfig) -> tuple[str, Path]:
+    if cfg.family == 'tiny':
+        if cfg.path:
+            raise ConfigError(
+                f'model.path must be empty with family=tiny (the tiny model is '
+                f'built in model.cache_dir), got {cfg.path!r}'
+            )
+        from flash_vstream_ros.models.tiny import ensure_tiny
+
+        return cfg.tiny_family, ensure_tiny(cfg.cache_dir, cfg.tiny_family)
+    if not cfg.path:
+        raise ConfigError(f'model.path is empty: family={cfg.family} needs a checkpoint folder')
+    return cfg.family, _local_folder(cfg.path, _offline(cfg))
+
+
+def _offline(cfg: ModelConfig) -> bool:
+    import os
+
+    return cfg.offline or os.environ.get('HF_HUB_OFFLINE', '') not in ('', '0')
+
+
+def _local_folder(path: str, offline: bool) -> Path:
+    """A local folder as is; a hub id downloaded to the hub cache unless offline."""
+    folder = Path(path).expanduser()
+    if folder.is_dir():
+        return folder
+    if offline or path.startswith(('/', '.', '~')):
+        raise CheckpointError(
+            f'checkpoint folder {path!r} does not exist'
+            + (' (offline: hub ids are not fetched)' if offline else '')
+        )
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=path))
+    except Exception as exc:  # network and hub errors come in many types
+        raise CheckpointError(f'cannot fetch {path!r} from the hub: {exc}') from exc
