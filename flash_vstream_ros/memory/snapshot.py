@@ -1,0 +1,293 @@
+"""Immutable memory snapshots: readout with time/camera filters, and a serialisable state.
+
+A snapshot holds references to the writer's element tensors and provenance tensors. The
+writer never mutates those (it replaces them), so taking a snapshot copies no tensor data:
+a few tuples of references (see benchmarks/bench_memory.py for the microseconds).
+
+Key frames (STAR's retrieved part, synopsis's detail part) are a pure function of the clusters
+and the feature buffer, so a snapshot computes them on first use (readout, fill is free) and
+caches them: the writer's per-frame cost stays independent of the buffer size.
+
+State format (``format_version`` 1): tensors ``{part}.maps`` (n, s, s, D) plus ``{part}.ssum``,
+``.weight``, ``.start``, ``.end`` (float64) and ``.cams`` (int64) for every stored part and
+for ``buffer`` (the feature buffer, oldest first; key frames are recomputed from it), and
+``rng`` (uint8, the k-means generator).
+Metadata: format_version, kind, config, dim, dtype, cameras (id -> name), frames_seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import torch
+
+from flash_vstream_ros.errors import MemoryFileError
+from flash_vstream_ros.memory import ops
+from flash_vstream_ros.memory.base import Evidence, Readout, TimeWindow
+from flash_vstream_ros.memory.prov import Prov
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PartView:
+    """One memory part at one instant: element maps (each (s, s, D)) and their provenance."""
+
+    name: str
+    side: int  # each element is side x side tokens
+    capacity: int  # elements at full budget
+    elements: tuple[torch.Tensor, ...]
+    prov: Prov
+    by_time: bool  # readout sorted by mean stamp (else storage order)
+
+    @property
+    def tokens_per_element(self) -> int:
+        return self.side * self.side
+
+
+@dataclass(frozen=True)
+class BufferView:
+    """The feature buffer at one instant, oldest first."""
+
+    side: int
+    capacity: int
+    elements: tuple[torch.Tensor, ...]  # each (s, s, D)
+    keys: tuple[torch.Tensor, ...]  # each (P,): the map pooled to the clusters' side
+    prov: Prov
+
+    def as_part(self) -> PartView:
+        return PartView('buffer', self.side, self.capacity, self.elements, self.prov, False)
+
+
+@dataclass(frozen=True)
+class KeyFrames:
+    """Buffered frames nearest to the ``count`` largest clusters, computed on demand.
+
+    mode 'paper': the frame whose key is nearest to the centroid; 'released': the buffer frame
+    whose oldest-first number equals the cluster's index (the released code's behaviour).
+    Read out largest cluster first (``by_time`` False) or by stamp.
+    """
+
+    name: str
+    count: int
+    mode: str  # 'paper' | 'released'
+    by_time: bool
+    clusters: PartView
+    buffer: BufferView
+
+    @property
+    def held(self) -> int:
+        return min(self.count, len(self.clusters.elements), len(self.buffer.elements))
+
+    def resolve(self) -> PartView:
+        top = ops.largest(self.clusters.prov.weight, self.held)  # (R,) cluster ids
+        if self.mode == 'paper' and len(top):
+            cents = torch.stack([self.clusters.elements[i] for i in top.tolist()])  # (R, k, k, D)
+            keys = torch.stack(self.buffer.keys)  # (N, P)
+            idx = ops.nearest_frames(keys, cents.reshape(len(top), -1)).cpu()  # (R,)
+        else:
+            idx = ops.released_frames(top, len(self.buffer.elements))
+        frames = tuple(self.buffer.elements[i] for i in idx.tolist())
+        return PartView(
+            self.name,
+            self.buffer.side,
+            self.count,
+            frames,
+            self.buffer.prov.take(idx),
+            self.by_time,
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An immutable view of a StarMemory or SynopsisMemory (implements MemorySnapshot)."""
+
+    kind: str
+    config: dict[str, Any]
+    dim: int
+    dtype: torch.dtype
+    camera_names: tuple[str, ...]  # index = camera id
+    frames: int
+    stored: tuple[PartView | KeyFrames, ...]  # in readout order
+    buffer: BufferView
+    rng: torch.Tensor  # (n,) uint8 generator state
+
+    @cached_property
+    def parts(self) -> tuple[PartView, ...]:
+        """Every part in readout order, key frames resolved (once per snapshot)."""
+        return tuple(p.resolve() if isinstance(p, KeyFrames) else p for p in self.stored)
+
+    @property
+    def frames_seen(self) -> int:
+        return self.frames
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return self.camera_names
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the tensors held: maps of every part, the buffer and its keys (shared once)."""
+        seen: dict[int, int] = {}
+        stored = [p for p in self.stored if isinstance(p, PartView)]
+        tensors = [t for p in stored for t in p.elements]
+        for t in (*tensors, *self.buffer.elements, *self.buffer.keys):
+            seen[id(t)] = t.numel() * t.element_size()
+        return sum(seen.values())
+
+    def fill(self) -> dict[str, tuple[int, int]]:
+        out = {}
+        for p in self.stored:
+            side, cap = (
+                (self.buffer.side, p.count) if isinstance(p, KeyFrames) else (p.side, p.capacity)
+            )
+            held = p.held if isinstance(p, KeyFrames) else len(p.elements)
+            out[p.name] = (held * side * side, cap * side * side)
+        return out
+
+    def span(self) -> tuple[float, float] | None:
+        stored = [p for p in self.stored if isinstance(p, PartView) and len(p.prov)]
+        starts = [float(p.prov.start.min()) for p in stored]
+        ends = [float(p.prov.end.max()) for p in stored]
+        return (min(starts), max(ends)) if starts else None
+
+    def readout(
+        self, window: TimeWindow | None = None, cameras: Collection[str] | None = None
+    ) -> Readout:
+        """Tokens (N, D) of the elements overlapping ``window`` and seen by ``cameras``."""
+        mask = self._camera_mask(cameras)
+        chunks: list[torch.Tensor] = []
+        counts: list[tuple[str, int]] = []
+        evidence: list[Evidence] = []
+        for part in self.parts:
+            idx = _select(part, window, mask)
+            chunks.extend(part.elements[i].reshape(-1, self.dim) for i in idx)  # each (s*s, D)
+            counts.append((part.name, len(idx) * part.tokens_per_element))
+            evidence.extend(self._evidence(part, idx))
+        tokens = torch.cat(chunks) if chunks else torch.zeros(0, self.dim, dtype=self.dtype)
+        return Readout(tokens=tokens, parts=tuple(counts), evidence=tuple(evidence))
+
+    def _camera_mask(self, cameras: Collection[str] | None) -> int | None:
+        if cameras is None or len(cameras) == 0:
+            return None
+        ids = [i for i, n in enumerate(self.camera_names) if n in set(cameras)]
+        return sum(1 << i for i in ids)  # 0 when none is known: nothing matches
+
+    def _evidence(self, part: PartView, idx: list[int]) -> list[Evidence]:
+        p = part.prov
+        stamp, start, end = p.stamp.tolist(), p.start.tolist(), p.end.tolist()
+        weight, cams = p.weight.tolist(), p.cams.tolist()
+        return [
+            Evidence(
+                part=part.name,
+                camera=self.camera_label(cams[i]),
+                stamp=stamp[i],
+                start=start[i],
+                end=end[i],
+                weight=weight[i],
+            )
+            for i in idx
+        ]
+
+    def camera_label(self, mask: int) -> str:
+        """Camera bitmask -> ','-joined names."""
+        return ','.join(n for i, n in enumerate(self.camera_names) if mask >> i & 1)
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors: dict[str, torch.Tensor] = {'rng': self.rng.clone()}
+        saved = [p for p in self.stored if isinstance(p, PartView)] + [self.buffer.as_part()]
+        for part in saved:
+            tensors.update(_part_tensors(part, self.dim, self.dtype))
+        meta = {
+            'format_version': FORMAT_VERSION,
+            'kind': self.kind,
+            'config': self.config,
+            'dim': self.dim,
+            'dtype': str(self.dtype).removeprefix('torch.'),
+            'cameras': list(self.camera_names),
+            'frames_seen': self.frames,
+            'parts': {p.name: len(p.elements) for p in saved},
+        }
+        return tensors, meta
+
+
+def _select(part: PartView, window: TimeWindow | None, mask: int | None) -> list[int]:
+    """Indices of the elements that pass the filters, in readout order."""
+    p = part.prov
+    keep = torch.ones(len(p), dtype=torch.bool)
+    if window is not None:
+        if window.start is not None:
+            keep &= p.end >= window.start
+        if window.end is not None:
+            keep &= p.start <= window.end
+    if mask is not None:
+        keep &= (p.cams & mask) != 0
+    order = torch.argsort(p.stamp, stable=True) if part.by_time else torch.arange(len(p))
+    return [int(i) for i in order if keep[i]]
+
+
+def _part_tensors(part: PartView, dim: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    s = part.side
+    maps = (
+        torch.stack(part.elements) if part.elements else torch.zeros(0, s, s, dim, dtype=dtype)
+    )  # (n, s, s, D)
+    out = {f'{part.name}.maps': maps.contiguous()}
+    for f in Prov.FIELDS:
+        out[f'{part.name}.{f}'] = getattr(part.prov, f).clone()
+    return out
+
+
+def check_meta(meta: Mapping[str, Any], kind: str, config: dict[str, Any], dim: int) -> None:
+    """Raise MemoryFileError unless ``meta`` was written by a memory like this one."""
+    version = meta.get('format_version')
+    if version != FORMAT_VERSION:
+        raise MemoryFileError(
+            f'memory state format_version {version!r} is not supported (expected {FORMAT_VERSION})'
+        )
+    if meta.get('kind') != kind:
+        raise MemoryFileError(
+            f'memory state kind {meta.get("kind")!r} does not match this memory ({kind!r})'
+        )
+    if meta.get('dim') != dim:
+        raise MemoryFileError(
+            f'memory state feature dim {meta.get("dim")!r} does not match this memory ({dim})'
+        )
+    saved = meta.get('config')
+    if saved != config:
+        diff = sorted(
+            k for k in set(config) | set(saved or {}) if (saved or {}).get(k) != config.get(k)
+        )
+        raise MemoryFileError(
+            f'memory state config differs from this memory in {diff}: saved '
+            f'{ {k: (saved or {}).get(k) for k in diff} }, now '
+            f'{ {k: config.get(k) for k in diff} }'
+        )
+
+
+def part_from_state(
+    tensors: Mapping[str, torch.Tensor], name: str, side: int, dim: int, max_n: int | None
+) -> tuple[torch.Tensor, Prov]:
+    """Validated (maps (n, s, s, D), Prov) of one part from a state dict."""
+    key = f'{name}.maps'
+    if key not in tensors:
+        raise MemoryFileError(f'memory state lacks tensor {key!r}')
+    maps = tensors[key]
+    n = maps.shape[0] if maps.dim() == 4 else -1
+    if tuple(maps.shape[1:]) != (side, side, dim) or (max_n is not None and n > max_n):
+        raise MemoryFileError(
+            f'memory state tensor {key!r} has shape {tuple(maps.shape)}, '
+            f'expected (n<={max_n}, {side}, {side}, {dim})'
+        )
+    fields = []
+    for f in Prov.FIELDS:
+        t = tensors.get(f'{name}.{f}')
+        if t is None or tuple(t.shape) != (n,):
+            got = None if t is None else tuple(t.shape)
+            raise MemoryFileError(
+                f'memory state tensor {name}.{f!s} has shape {got}, expected ({n},)'
+            )
+        fields.append(t.to('cpu', torch.long if f == 'cams' else torch.float64))
+    return maps, Prov(*fields)

@@ -1,0 +1,92 @@
+"""Flash Memory of Flash-VStream v2 (arXiv 2506.23825): context synopsis + detail augmentation.
+
+Per new frame e_t (H, W, D):
+* synopsis (Context Synopsis Memory): weighted k-means of half-resolution maps
+  (pool(e_t, cluster_size), 8x8 = 64 tokens) into ``clusters`` clusters, exactly as STAR's
+  temporal part (first frames as they come, then one Ward merge per frame); read out ordered by
+  time (weighted mean stamp);
+* detail (Detail Augmentation Memory): for the ``detail_frames`` largest clusters, the
+  full-resolution frame (detail_size, 16x16 = 256 tokens) of a capped buffer nearest to the
+  centroid (compared at cluster resolution); read out ordered by stamp.
+Default budget 60 x 64 + 30 x 256 = 11,520 tokens; a small-Jetson budget is 15 x 64 + 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from flash_vstream_ros.config import SynopsisConfig, to_dict
+from flash_vstream_ros.memory import ops
+from flash_vstream_ros.memory.prov import Prov
+from flash_vstream_ros.memory.snapshot import (
+    KeyFrames,
+    PartView,
+    Snapshot,
+    check_meta,
+    part_from_state,
+)
+from flash_vstream_ros.memory.stream import StreamBase
+
+
+class SynopsisMemory(StreamBase):
+    """The v2 Flash Memory (implements StreamMemory)."""
+
+    kind = 'synopsis'
+
+    def __init__(
+        self,
+        cfg: SynopsisConfig,
+        dim: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.cfg = cfg
+        super().__init__(dim, device, dtype, seed=0)
+        self.reset()
+
+    def reset(self) -> None:
+        c = self.cfg
+        self._reset_common()
+        self.synopsis = self._cluster_set(
+            c.clusters, c.cluster_size, c.kmeans_weighted, 'deterministic', 10, 1e-4
+        )
+        self.buffer = self._frame_buffer(c.buffer_frames, c.detail_size, c.cluster_size)
+
+    def update(self, features: torch.Tensor, stamp: float, camera: str) -> None:
+        x = self._check_frame(features, stamp)  # (H, W, D)
+        bit = self._camera_bit(camera)
+        c = self.cfg
+        if c.detail_frames > 0:
+            self.buffer.push(ops.pool_map(x, c.detail_size), stamp, bit)
+        self.synopsis.add(ops.pool_map(x, c.cluster_size), Prov.frame(stamp, bit))
+        self.frames += 1
+
+    def snapshot(self) -> Snapshot:
+        c = self.cfg
+        buffer = self.buffer.view(c.buffer_frames)
+        synopsis = PartView(
+            'synopsis',
+            c.cluster_size,
+            c.clusters,
+            self.synopsis.elements,
+            self.synopsis.prov,
+            True,
+        )
+        detail = KeyFrames('detail', c.detail_frames, 'paper', True, synopsis, buffer)
+        return self._snapshot((synopsis, detail), buffer)
+
+    def config_dict(self) -> dict[str, Any]:
+        return to_dict(self.cfg)
+
+    def load_state(self, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> None:
+        c = self.cfg
+        check_meta(meta, self.kind, self.config_dict(), self.dim)
+        synopsis = part_from_state(tensors, 'synopsis', c.cluster_size, self.dim, c.clusters)
+        buffer = part_from_state(tensors, 'buffer', c.detail_size, self.dim, c.buffer_frames)
+        self.reset()
+        self._load_common(tensors, meta)
+        self.synopsis.load(*synopsis)
+        self._load_buffer(*buffer)
