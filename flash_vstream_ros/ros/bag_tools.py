@@ -288,6 +288,8 @@ class Player(Node):
 def play(args: argparse.Namespace, ros_args: list[str]) -> int:
     if args.rate <= 0.0:
         raise ConfigError(f'--rate must be > 0, got {args.rate}')
+    if not Path(args.bag).exists():
+        raise SourceError(f'bag {args.bag} does not exist')
     node: Player | None = None
     with Reader(Path(args.bag)) as reader:
         try:

@@ -1,0 +1,210 @@
+"""flash_vstream_bag: record the synthetic camera, play bags back with /clock (real rclpy)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+import subprocess
+import time
+from typing import Any
+
+from _sim_procs import module_cmd, ros_env, running, wait_exit, wait_for
+import numpy as np
+import pytest
+
+from flash_vstream_ros.sim import World, WorldConfig, frame_stamp_ns, read_events
+from flash_vstream_ros.sim.bag import typestore, write_world_bag
+
+rclpy = pytest.importorskip('rclpy', reason='rclpy (ros-rclpy wheels) is not installed')
+pytest.importorskip('sensor_msgs.msg', reason='sensor_msgs is not installed')
+pytest.importorskip('rosgraph_msgs.msg', reason='rosgraph_msgs is not installed')
+
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from rosbags.rosbag2 import Reader  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from flash_vstream_ros.ros.bag_tools import from_bag_qos  # noqa: E402
+from flash_vstream_ros.sim.bag import sensor_qos  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(180)]
+
+BAG = 'flash_vstream_ros.ros.bag_tools'
+CAMERA = 'flash_vstream_ros.ros.sim_camera'
+
+
+def camera_cmd(frames: int, *extra: str) -> list[str]:
+    return module_cmd(
+        CAMERA,
+        '--ros-args',
+        '-p',
+        'width:=160',
+        '-p',
+        'height:=120',
+        '-p',
+        f'max_frames:={frames}',
+        '-p',
+        'reliability:=reliable',
+        '-p',
+        'wait_subscribers:=1',
+        '-p',
+        'stamp:=world',
+        *extra,
+    )
+
+
+def test_record_the_sim_camera(tmp_path: Path) -> None:
+    env, bag, frames = ros_env(82), tmp_path / 'bag', 45
+    rec_cmd = module_cmd(BAG, 'record', str(bag), '--max-messages', str(frames))
+    with running(rec_cmd, env, tmp_path / 'rec.log') as rec:
+        cam_log = tmp_path / 'cam.log'
+        with running(
+            camera_cmd(frames, '-p', f'event_log:={tmp_path / "ev.jsonl"}'), env, cam_log
+        ) as cam:
+            assert wait_exit(cam, 90, cam_log) == 0
+        assert wait_exit(rec, 30, tmp_path / 'rec.log') == 0
+    world, store = World(WorldConfig(width=160, height=120)), typestore()
+    with Reader(bag) as reader:
+        (conn,) = reader.connections
+        assert (conn.topic, conn.msgtype) == ('/image_raw', 'sensor_msgs/msg/Image')
+        assert conn.ext.serialization_format == 'cdr'
+        assert [q.reliability.name for q in conn.ext.offered_qos_profiles] == ['RELIABLE']
+        messages = list(reader.messages())
+    assert len(messages) == frames
+    for index, (_, _, raw) in enumerate(messages):
+        msg = store.deserialize_cdr(raw, 'sensor_msgs/msg/Image')
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        assert stamp == frame_stamp_ns(index, 30.0, 1_000_000_000)
+        assert msg.header.frame_id == 'sim_camera'
+        image = np.asarray(msg.data, np.uint8).reshape(120, 160, 3)
+        assert np.array_equal(image, world.render(index / 30.0))
+    logged = [r for r in read_events(tmp_path / 'ev.jsonl') if r['event'] == 'frame']
+    assert [round(r['stamp'] * 1e9) for r in logged] == [
+        frame_stamp_ns(i, 30.0, 1_000_000_000) for i in range(frames)
+    ]
+
+
+class Probe:
+    """An in-test node on sim time that keeps every raw image it receives."""
+
+    def __init__(self, domain_id: int) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(
+            'probe',
+            context=self.context,
+            parameter_overrides=[Parameter('use_sim_time', Parameter.Type.BOOL, True)],
+        )
+        self.received: list[tuple[float, bytes]] = []
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(Image, '/image_raw', self._keep, qos, raw=True)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def _keep(self, raw: bytes) -> None:
+        self.received.append((time.monotonic(), raw))
+
+    def spin_until(self, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while proc.poll() is None and time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.05)
+        for _ in range(20):  # drain what is still in flight
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def sim_now_ns(self) -> int:
+        return int(self.node.get_clock().now().nanoseconds)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+@pytest.fixture
+def probe() -> Iterator[Probe]:
+    p = Probe(83)
+    yield p
+    p.close()
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_play_publishes_the_recorded_bytes_with_clock(
+    tmp_path: Path, probe: Probe, storage: str
+) -> None:
+    info = write_world_bag(
+        tmp_path / 'bag', frames=30, fps=30.0, width=96, height=64, storage=storage
+    )
+    with Reader(tmp_path / 'bag') as reader:
+        recorded = [raw for _, _, raw in reader.messages()]
+    cmd = module_cmd(
+        BAG, 'play', str(tmp_path / 'bag'), '--wait-subscribers', '1', '--reliability', 'reliable'
+    )
+    log = tmp_path / 'play.log'
+    with running(cmd, ros_env(83), log) as player:
+        probe.spin_until(player, 60)
+        assert wait_exit(player, 10, log) == 0
+    assert [raw for _, raw in probe.received] == recorded
+    wall = probe.received[-1][0] - probe.received[0][0]
+    assert wall >= 0.9 * 29 / 30.0  # paced at the recorded speed, not as fast as possible
+    assert info.stamps_ns[-3] <= probe.sim_now_ns() <= info.stamps_ns[-1]  # followed /clock
+
+
+def test_play_rate_and_start_offset(tmp_path: Path, probe: Probe) -> None:
+    write_world_bag(tmp_path / 'bag', frames=60, fps=30.0, width=64, height=48)
+    cmd = module_cmd(
+        BAG,
+        'play',
+        str(tmp_path / 'bag'),
+        '--wait-subscribers',
+        '1',
+        '--reliability',
+        'reliable',
+        '--rate',
+        '4',
+        '--start-offset',
+        '1.0',
+    )
+    log = tmp_path / 'play.log'
+    with running(cmd, ros_env(83), log) as player:
+        probe.spin_until(player, 60)
+        assert wait_exit(player, 10, log) == 0
+    store = typestore()
+    stamps = []
+    for _, raw in probe.received:
+        header = store.deserialize_cdr(raw, 'sensor_msgs/msg/Image').header
+        stamps.append(header.stamp.sec * 1_000_000_000 + header.stamp.nanosec)
+    assert stamps == [frame_stamp_ns(i, 30.0, 1_000_000_000) for i in range(30, 60)]
+
+
+def test_replay_qos_follows_the_offered_profile() -> None:
+    assert from_bag_qos([sensor_qos()], 5, 'auto').reliability == ReliabilityPolicy.BEST_EFFORT
+    assert from_bag_qos([sensor_qos(True)], 5, 'auto').reliability == ReliabilityPolicy.RELIABLE
+    assert from_bag_qos([], 5, 'auto').reliability == ReliabilityPolicy.BEST_EFFORT
+    assert from_bag_qos([sensor_qos()], 5, 'reliable').reliability == ReliabilityPolicy.RELIABLE
+
+
+@pytest.mark.parametrize(
+    ('args', 'message'),
+    [
+        (['record', '{existing}'], 'exists'),
+        (['play', '{missing}'], 'missing'),
+        (['play', '{bag}', '--rate', '0'], 'rate'),
+        (['play', '{bag}', '--topics', '/nothing'], 'none of the topics'),
+    ],
+)
+def test_bad_requests_exit_2_with_a_reason(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / 'existing').mkdir()
+    write_world_bag(tmp_path / 'bag', frames=1, width=32, height=24)
+    names: dict[str, Any] = {k: tmp_path / k for k in ('existing', 'missing', 'bag')}
+    cmd = module_cmd(BAG, *[a.format(**names) for a in args])
+    done = subprocess.run(
+        cmd, env=ros_env(84), capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+
+
+def test_wait_for_helper_fails_with_what_it_waited_for() -> None:
+    with pytest.raises(AssertionError, match='the moon'):
+        wait_for(lambda: False, 0.1, 'the moon')
