@@ -58,7 +58,7 @@ def test_ingest_counts_and_status(engine: Engine) -> None:
     assert (st.oldest_stamp, st.newest_stamp) == (0.0, 9.0)
     assert st.state == 'running'
     assert st.memory_bytes > 0
-    assert dict((p, u) for p, u, _ in st.fill) == {'temporal': 12, 'spatial': 4}
+    assert {p: u for p, u, _ in st.fill} == {'temporal': 12, 'spatial': 4}
 
 
 def test_rate_sampling_uses_stamps() -> None:
@@ -210,7 +210,7 @@ def test_window_and_last_s_use_only_matching_evidence(engine: Engine) -> None:
     feed(engine, [float(i) for i in range(6)])
     ans = engine.ask(Question('q', window=TimeWindow(1.5, 3.5), max_new_tokens=1))
     assert ans.evidence
-    assert all(1.5 <= e.start and e.end <= 3.5 for e in ans.evidence)
+    assert all(e.start >= 1.5 and e.end <= 3.5 for e in ans.evidence)
     ans = engine.ask(Question('q', last_s=2.0, max_new_tokens=1))
     assert all(e.end >= 3.0 for e in ans.evidence)
     assert min(e.start for e in ans.evidence) == 3.0
@@ -391,8 +391,9 @@ def test_concurrent_ingest_and_questions() -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    writers = [threading.Thread(target=guarded, args=(writer, c, o)) for c, o in
-               (('a', 0.0), ('b', 0.5))]
+    writers = [
+        threading.Thread(target=guarded, args=(writer, c, o)) for c, o in (('a', 0.0), ('b', 0.5))
+    ]
     others = [threading.Thread(target=guarded, args=(f,)) for f in (asker, asker, reader)]
     for t in writers + others:
         t.start()
@@ -433,5 +434,6 @@ def test_stop_releases_waiting_question() -> None:
     eng.stop()
     first.join(10.0)
     second.join(10.0)
-    assert not first.is_alive() and not second.is_alive()
+    assert not first.is_alive()
+    assert not second.is_alive()
     assert 'cancelled' in outcome

@@ -69,7 +69,7 @@ def test_truncated_files_are_refused(tmp_path: Path) -> None:
     for tenth in range(10):
         cut = tmp_path / f'cut{tenth}.fvsm'
         cut.write_bytes(blob[: len(blob) * tenth // 10])
-        with pytest.raises(MemoryFileError, match='truncated|not a memory file|corrupt'):
+        with pytest.raises(MemoryFileError, match=r'truncated|not a memory file|corrupt'):
             load_file(cut)
 
 
@@ -84,7 +84,7 @@ def test_corrupt_bytes_are_detected(tmp_path: Path) -> None:
         pos = int(rng.integers(header_end, len(blob)))
         bad[pos] ^= 0xFF
         path.write_bytes(bytes(bad))
-        with pytest.raises(MemoryFileError, match='checksum|corrupt'):
+        with pytest.raises(MemoryFileError, match=r'checksum|corrupt'):
             load_file(path)
 
 
@@ -222,7 +222,7 @@ def test_engine_refuses_incompatible_and_keeps_memory(tmp_path: Path) -> None:
         feed(eng, 5)
         with pytest.raises(MemoryFileError, match='incompatible: it holds per_camera=False'):
             eng.load_memory(str(tmp_path / 'shared.fvsm'))
-        with pytest.raises(MemoryFileError, match='persistence.path is empty'):
+        with pytest.raises(MemoryFileError, match=r'persistence\.path is empty'):
             eng.save_memory()
         assert eng.status().frames_ingested == 5
         assert eng.status().newest_stamp == 4.0  # the current memory is untouched

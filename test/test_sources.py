@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import cv2
@@ -38,9 +39,9 @@ def pattern(h: int, w: int, seed: int) -> np.ndarray:
 
 
 def header(stamp_ns: int):  # type: ignore[no-untyped-def]
-    Time = STORE.types['builtin_interfaces/msg/Time']
-    Header = STORE.types['std_msgs/msg/Header']
-    return Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id='cam')
+    time_t = STORE.types['builtin_interfaces/msg/Time']
+    header_t = STORE.types['std_msgs/msg/Header']
+    return header_t(stamp=time_t(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id='cam')
 
 
 def raw_msg(rgb: np.ndarray, stamp_ns: int, encoding: str, pad: int = 0):  # type: ignore[no-untyped-def]
@@ -58,8 +59,8 @@ def raw_msg(rgb: np.ndarray, stamp_ns: int, encoding: str, pad: int = 0):  # typ
     row = pix.reshape(h, -1)
     data = np.zeros((h, row.shape[1] + pad), np.uint8)
     data[:, : row.shape[1]] = row
-    Image = STORE.types[IMAGE]
-    return Image(
+    image_t = STORE.types[IMAGE]
+    return image_t(
         header=header(stamp_ns),
         height=h,
         width=w,
@@ -73,8 +74,8 @@ def raw_msg(rgb: np.ndarray, stamp_ns: int, encoding: str, pad: int = 0):  # typ
 def jpeg_msg(rgb: np.ndarray, stamp_ns: int, fmt: str = 'jpeg'):  # type: ignore[no-untyped-def]
     ok, buf = cv2.imencode('.png' if fmt == 'png' else '.jpg', rgb[:, :, ::-1])
     assert ok
-    Compressed = STORE.types[COMPRESSED]
-    return Compressed(header=header(stamp_ns), format=fmt, data=buf.reshape(-1))
+    compressed_t = STORE.types[COMPRESSED]
+    return compressed_t(header=header(stamp_ns), format=fmt, data=buf.reshape(-1))
 
 
 def write_bag(path: Path, storage: str, n: int = 6) -> list[np.ndarray]:
@@ -170,12 +171,12 @@ def test_video_source_real_clip() -> None:
     assert src.cameras == ('bikes',)
     frames = list(src)
     assert len(frames) == 250
-    img, stamp, cam = frames[10]
+    img, _stamp, cam = frames[10]
     assert img.shape == (272, 640, 3)
     assert img.dtype == np.uint8
     assert cam == 'bikes'
     stamps = [s for _, s, _ in frames]
-    assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(stamps))
     assert stamps[-1] == pytest.approx(249 / 25, abs=0.05)
 
 
