@@ -66,7 +66,7 @@ def wait_exit(proc: subprocess.Popen[bytes], timeout_s: float, log: Path) -> int
     except subprocess.TimeoutExpired:
         stop(proc)
         raise AssertionError(
-            f'{proc.args} did not finish in {timeout_s} s; log:\n'
+            f'{proc.args!r} did not finish in {timeout_s} s; log:\n'
             f'{log.read_text(errors="replace")[-3000:]}'
         ) from None
 

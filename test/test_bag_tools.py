@@ -28,6 +28,12 @@ from sensor_msgs.msg import Image  # noqa: E402
 from flash_vstream_ros.ros.bag_tools import from_bag_qos  # noqa: E402
 from flash_vstream_ros.sim.bag import sensor_qos  # noqa: E402
 
+
+def ext(conn: Any) -> Any:
+    """The rosbag2 extension of a connection (typed loosely)."""
+    return conn.ext
+
+
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(180)]
 
 BAG = 'flash_vstream_ros.ros.bag_tools'
@@ -68,12 +74,12 @@ def test_record_the_sim_camera(tmp_path: Path) -> None:
     with Reader(bag) as reader:
         (conn,) = reader.connections
         assert (conn.topic, conn.msgtype) == ('/image_raw', 'sensor_msgs/msg/Image')
-        assert conn.ext.serialization_format == 'cdr'
-        assert [q.reliability.name for q in conn.ext.offered_qos_profiles] == ['RELIABLE']
+        assert ext(conn).serialization_format == 'cdr'
+        assert [q.reliability.name for q in ext(conn).offered_qos_profiles] == ['RELIABLE']
         messages = list(reader.messages())
     assert len(messages) == frames
     for index, (_, _, raw) in enumerate(messages):
-        msg = store.deserialize_cdr(raw, 'sensor_msgs/msg/Image')
+        msg: Any = store.deserialize_cdr(raw, 'sensor_msgs/msg/Image')
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         assert stamp == frame_stamp_ns(index, 30.0, 1_000_000_000)
         assert msg.header.frame_id == 'sim_camera'
@@ -172,7 +178,8 @@ def test_play_rate_and_start_offset(tmp_path: Path, probe: Probe) -> None:
     store = typestore()
     stamps = []
     for _, raw in probe.received:
-        header = store.deserialize_cdr(raw, 'sensor_msgs/msg/Image').header
+        msg: Any = store.deserialize_cdr(raw, 'sensor_msgs/msg/Image')
+        header = msg.header
         stamps.append(header.stamp.sec * 1_000_000_000 + header.stamp.nanosec)
     assert stamps == [frame_stamp_ns(i, 30.0, 1_000_000_000) for i in range(30, 60)]
 

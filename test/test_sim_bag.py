@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -12,6 +13,12 @@ from rosbags.rosbag2 import Reader
 from flash_vstream_ros.errors import ConfigError
 from flash_vstream_ros.sim import World, WorldConfig, frame_stamp_ns, read_events
 from flash_vstream_ros.sim.bag import image_cdr, typestore, write_world_bag
+
+
+def ext(conn: Any) -> Any:
+    """The rosbag2 extension of a connection (typed loosely)."""
+    return conn.ext
+
 
 pytestmark = pytest.mark.unit
 
@@ -33,12 +40,12 @@ def test_bag_holds_the_rendered_frames_with_their_stamps(tmp_path: Path, storage
     with Reader(tmp_path / 'bag') as reader:
         (conn,) = reader.connections
         assert (conn.topic, conn.msgtype) == ('/image_raw', 'sensor_msgs/msg/Image')
-        assert conn.ext.serialization_format == 'cdr'
+        assert ext(conn).serialization_format == 'cdr'
         assert conn.digest.startswith('RIHS01_')
         messages = list(reader.messages())
     assert len(messages) == 20
     for index, (_, bag_ns, raw) in enumerate(messages):
-        msg = store.deserialize_cdr(raw, 'sensor_msgs/msg/Image')
+        msg: Any = store.deserialize_cdr(raw, 'sensor_msgs/msg/Image')
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         assert bag_ns == stamp_ns == info.stamps_ns[index]
         image = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
@@ -64,12 +71,12 @@ def test_bgr_and_jpeg_topics(tmp_path: Path) -> None:
             '/image_raw/compressed': 'sensor_msgs/msg/CompressedImage',
         }
         for conn, _, raw in reader.messages():
-            msg = store.deserialize_cdr(raw, conn.msgtype)
+            msg: Any = store.deserialize_cdr(raw, conn.msgtype)
             if conn.topic == '/image_raw':
                 assert msg.encoding == 'bgr8'
             else:
                 assert msg.format == 'jpeg'
-                decoded = cv2.imdecode(np.asarray(msg.data, np.uint8), cv2.IMREAD_COLOR)
+                decoded: Any = cv2.imdecode(np.asarray(msg.data, np.uint8), cv2.IMREAD_COLOR)
                 assert decoded.shape == (48, 64, 3)
 
 
@@ -78,7 +85,7 @@ def test_first_bgr_frame_is_the_rgb_frame_reversed(tmp_path: Path) -> None:
     store = typestore()
     with Reader(tmp_path / 'bag') as reader:
         ((_, _, raw),) = list(reader.messages())
-    msg = store.deserialize_cdr(raw, 'sensor_msgs/msg/Image')
+    msg: Any = store.deserialize_cdr(raw, 'sensor_msgs/msg/Image')
     bgr = np.asarray(msg.data).reshape(48, 64, 3)
     assert np.array_equal(bgr[:, :, ::-1], World(WorldConfig(width=64, height=48)).render(0.0))
 
@@ -101,7 +108,7 @@ def test_cdr_bytes_read_the_same_in_rclpy() -> None:
     assert bytes(msg.data) == image.tobytes()
     theirs = serialization.serialize_message(msg)
     assert len(theirs) == len(ours)
-    back = typestore().deserialize_cdr(theirs, 'sensor_msgs/msg/Image')
+    back: Any = typestore().deserialize_cdr(theirs, 'sensor_msgs/msg/Image')
     assert np.array_equal(np.asarray(back.data), image.reshape(-1))
 
 

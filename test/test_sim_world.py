@@ -51,9 +51,7 @@ def test_every_object_has_its_own_colour_and_the_background_none() -> None:
     assert len(set(colours)) == len(colours)
     pano = world._pano
     assert np.array_equal(pano[..., 0], pano[..., 1])
-    assert np.array_equal(
-        pano[..., 1], pano[..., 2]
-    )
+    assert np.array_equal(pano[..., 1], pano[..., 2])
 
 
 def test_sightings_match_the_pixels_exactly() -> None:
@@ -98,7 +96,7 @@ def test_event_log_is_consistent_with_the_frames(tmp_path: Path) -> None:
     assert frames[10]['stamp'] == pytest.approx(6.0)
     visible: dict[str, bool] = {}
     for r in records[1:]:
-        name = r.get('object')
+        name = str(r.get('object'))
         if r['event'] == 'appear':
             assert not visible.get(name, False)
             visible[name] = True
