@@ -31,6 +31,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCS = Path(__file__).resolve().parent / 'ros_ingest_procs.py'
+TIMED_NODE = Path(__file__).resolve().parent / 'node_timed.py'
 PROFILE_CANDIDATES = (
     ROOT / 'config' / 'fastdds_loopback.xml',
     Path('/work/shared/fastdds/loopback_bigshm.xml'),
@@ -231,9 +232,10 @@ def run_mode(mode: Mode, args: argparse.Namespace, work: Path) -> dict[str, Any]
     }
     with Procs(work, mode) as procs:
         py = sys.executable
-        node = procs.start(
-            'node', [py, '-m', NODE_MODULE, '--ros-args', '--params-file', str(params)]
-        )
+        timing = work / f'callback_{mode.name}.json'
+        procs.env['NODE_TIMING_OUT'] = str(timing)
+        exe = [py, '-m', NODE_MODULE] if args.untimed else [py, str(TIMED_NODE)]
+        node = procs.start('node', [*exe, '--ros-args', '--params-file', str(params)])
         procs.start(
             'monitor',
             [
@@ -263,6 +265,7 @@ def run_mode(mode: Mode, args: argparse.Namespace, work: Path) -> dict[str, Any]
         finally:
             result['node_log_tail'] = tail(procs.log('node'))
     result['node_returncode'] = node.returncode
+    result['callback'] = json.loads(timing.read_text()) if timing.exists() else {}
     return result
 
 
@@ -357,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
         help='config override for the node, e.g. engine.ingest_rate_hz=2',
     )
     parser.add_argument('--quick', action='store_true', help='10 s, profile mode only')
+    parser.add_argument(
+        '--untimed',
+        action='store_true',
+        help='run python -m flash_vstream_ros.ros.node as is (no callback timer)',
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.modes = min(args.duration, 10.0), ['profile']
@@ -412,9 +420,16 @@ def print_run(run: dict[str, Any]) -> None:
         f'{run["rss_end_mb"]:.0f}, max {run["rss_max_mb"]:.0f}; growth over the last 2/3 '
         f'{run["rss_growth_last_two_thirds_mb"]:+.1f} MB'
     )
+    cb = run.get('callback', {})
+    timed = (
+        f'callback mean {cb["mean_ms"]:.2f} ms, p95 {cb["p95_ms"]:.2f}, max '
+        f'{cb["max_ms"]:.1f} ({cb["count"]} calls)'
+        if cb.get('count')
+        else 'callback untimed'
+    )
     print(
-        f'  encode {run["encode_ms"]:.1f} ms, update {run["update_ms"]:.2f} ms, CPU per '
-        f'delivered frame (callback bound) {run["node_cpu_ms_per_received_frame"]:.2f} ms'
+        f'  encode {run["encode_ms"]:.1f} ms, update {run["update_ms"]:.2f} ms, {timed}; node '
+        f'CPU per delivered frame {run["node_cpu_ms_per_received_frame"]:.2f} ms'
     )
 
 
