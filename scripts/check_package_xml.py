@@ -152,7 +152,7 @@ def read_pip_requirements(path: Path) -> dict[str, str]:
 
 def _load_toml(path: Path) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
-        import tomllib as toml_reader
+        import tomllib as toml_reader  # novermin (3.11+ branch)
     else:  # Python 3.10: the tomli backport (pip install tomli)
         import tomli as toml_reader  # type: ignore[import-not-found, no-redef, unused-ignore]
     data: dict[str, Any] = toml_reader.loads(path.read_text())
