@@ -77,10 +77,12 @@ def farthest_point_init(x: torch.Tensor, w: torch.Tensor, k: int) -> torch.Tenso
     first = int(torch.argmax(w.float()).item())
     chosen = [first]
     nearest = d[first].clone()  # (N,) distance to the closest seed so far
+    nearest[first] = -1.0  # never pick a seed twice, even among duplicates
     for _ in range(1, k):
         nxt = int(torch.argmax(nearest).item())
         chosen.append(nxt)
         nearest = torch.minimum(nearest, d[nxt])
+        nearest[chosen] = -1.0
     return torch.tensor(chosen, dtype=torch.long, device=x.device)
 
 
@@ -145,7 +147,8 @@ def _project(proj: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
         return x.float()
     param = next(proj.parameters(), None)
     xin = x if param is None else x.to(device=param.device, dtype=param.dtype)
-    return proj(xin).to(device=x.device, dtype=torch.float32)
+    with torch.no_grad():
+        return proj(xin).to(device=x.device, dtype=torch.float32)
 
 
 def largest(w: torch.Tensor, r: int) -> torch.Tensor:
