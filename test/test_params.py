@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,14 +30,15 @@ def context() -> Iterator[Context]:
     rclpy.shutdown(context=ctx)
 
 
-def make_node(context: Context, overrides: list[Parameter] | None = None,
-              name: str = 'params_test') -> tuple[Node, list[str]]:
+def make_node(
+    context: Context, overrides: list[Parameter] | None = None, name: str = 'params_test'
+) -> tuple[Node, list[str]]:
     node = Node(name, context=context, parameter_overrides=overrides or [])
     problems = params.declare_config_parameters(node)
     return node, problems
 
 
-@pytest.fixture()
+@pytest.fixture
 def node(context: Context) -> Iterator[Node]:
     n, problems = make_node(context)
     assert problems == []
@@ -74,9 +76,11 @@ def test_descriptors_carry_description_type_range_and_choices(node: Node) -> Non
 
 
 def test_overrides_are_read_back_and_ints_are_accepted_for_floats(context: Context) -> None:
-    overrides = [Parameter('engine.ingest_rate_hz', value=2),
-                 Parameter('ros.image_topics', value=['cam_a/image', 'cam_b/image']),
-                 Parameter('memory.kind', value='synopsis')]
+    overrides: list[Parameter[Any]] = [
+        Parameter('engine.ingest_rate_hz', value=2),
+        Parameter('ros.image_topics', value=['cam_a/image', 'cam_b/image']),
+        Parameter('memory.kind', value='synopsis'),
+    ]
     n, problems = make_node(context, overrides, 'params_overrides')
     try:
         cfg = params.read_config(n)
@@ -90,8 +94,10 @@ def test_overrides_are_read_back_and_ints_are_accepted_for_floats(context: Conte
 
 
 def test_wrong_type_override_keeps_the_node_alive_and_is_reported(context: Context) -> None:
-    overrides = [Parameter('engine.frame_queue_size', value='lots'),
-                 Parameter('memory.star.temporal_clusters', value=0)]
+    overrides: list[Parameter[Any]] = [
+        Parameter('engine.frame_queue_size', value='lots'),
+        Parameter('memory.star.temporal_clusters', value=0),
+    ]
     n, problems = make_node(context, overrides, 'params_bad_overrides')
     try:
         assert len(problems) == 2
@@ -112,14 +118,18 @@ def test_invalid_choice_in_an_override_fails_reading_the_config(context: Context
         n.destroy_node()
 
 
-@pytest.mark.parametrize(('name', 'value', 'reason'), [
-    ('memory.kind', 'lstm', "must be one of ['star', 'synopsis'], got 'lstm'"),
-    ('memory.star.retrieved_frames', 100, 'must be <= temporal_clusters'),
-    ('engine.ingest_rate_hz', 'fast', "must be float, got 'fast'"),
-    ('generation.temperature', 9.0, 'out of range'),
-])
-def test_invalid_values_are_refused_with_the_reason(node: Node, name: str, value: object,
-                                                    reason: str) -> None:
+@pytest.mark.parametrize(
+    ('name', 'value', 'reason'),
+    [
+        ('memory.kind', 'lstm', "must be one of ['star', 'synopsis'], got 'lstm'"),
+        ('memory.star.retrieved_frames', 100, 'must be <= temporal_clusters'),
+        ('engine.ingest_rate_hz', 'fast', "must be float, got 'fast'"),
+        ('generation.temperature', 9.0, 'out of range'),
+    ],
+)
+def test_invalid_values_are_refused_with_the_reason(
+    node: Node, name: str, value: object, reason: str
+) -> None:
     params.install_validator(node, lambda: False)
     result = node.set_parameters([Parameter(name, value=value)])[0]
     assert not result.successful

@@ -13,16 +13,16 @@ scaled to 8 bit by 255/65535 (what cv_bridge does); 16UC1 (depth in millimetres,
 publish it) is scaled by the frame's own maximum, so that near and far stay visible. Compressed
 images: anything OpenCV decodes (jpeg, png, ...), and ``compressedDepth`` PNGs.
 
-On a ROS distro where ``cv_bridge`` imports, the colour and mono encodings go through it after
-this module's validation (8-bit encodings only); elsewhere (the pip wheels have no cv_bridge) the converter below does
-the work. The messages are read by attribute only, so this module imports no ROS package.
+On a ROS distro where ``cv_bridge`` imports, the 8-bit colour and mono encodings go through it
+after this module's validation; elsewhere (the pip wheels have no cv_bridge) the converter below
+does the work. The messages are read by attribute only, so this module imports no ROS package.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import functools
 import os
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import cv2
@@ -105,16 +105,24 @@ def supported_encodings() -> tuple[str, ...]:
     return tuple(ENCODINGS)
 
 
-def image_to_rgb(msg: ImageMessage, max_side: int = DEFAULT_MAX_SIDE,
-                 use_bridge: bool = True) -> np.ndarray:
+def image_to_rgb(
+    msg: ImageMessage, max_side: int = DEFAULT_MAX_SIDE, use_bridge: bool = True
+) -> np.ndarray:
     """A sensor_msgs/Image as RGB uint8 (H, W, 3); raises BadFrameError when malformed."""
     encoding = str(msg.encoding)
     layout = check_image(msg, max_side)
     bridge = _cv_bridge() if use_bridge and encoding in BRIDGE_ENCODINGS else None
     if bridge is not None:
         return _bridge_to_rgb(bridge, msg)
-    return raw_to_rgb(encoding, layout, int(msg.height), int(msg.width), int(msg.step),
-                      bool(msg.is_bigendian), msg.data)
+    return raw_to_rgb(
+        encoding,
+        layout,
+        int(msg.height),
+        int(msg.width),
+        int(msg.step),
+        bool(msg.is_bigendian),
+        msg.data,
+    )
 
 
 def check_image(msg: ImageMessage, max_side: int = DEFAULT_MAX_SIDE) -> Layout:
@@ -122,23 +130,28 @@ def check_image(msg: ImageMessage, max_side: int = DEFAULT_MAX_SIDE) -> Layout:
     encoding = str(msg.encoding)
     layout = ENCODINGS.get(encoding)
     if layout is None:
-        raise BadFrameError(f'unsupported image encoding {encoding!r}; supported: '
-                            f'{", ".join(ENCODINGS)}')
+        raise BadFrameError(
+            f'unsupported image encoding {encoding!r}; supported: {", ".join(ENCODINGS)}'
+        )
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     _check_size(width, height, max_side)
     if encoding in _EVEN_WIDTH and width % 2:
         raise BadFrameError(f'{encoding} image width must be even, got {width}')
     row = width * layout.bytes_per_pixel
     if step < row:
-        raise BadFrameError(f'image step {step} is smaller than width {width} x '
-                            f'{layout.bytes_per_pixel} bytes per pixel ({row}) for {encoding}')
+        raise BadFrameError(
+            f'image step {step} is smaller than width {width} x '
+            f'{layout.bytes_per_pixel} bytes per pixel ({row}) for {encoding}'
+        )
     if layout.dtype == 'uint16' and step % 2:
         raise BadFrameError(f'image step {step} is odd for 16-bit encoding {encoding}')
     needed = step * height
     size = len(msg.data)
     if size < needed:
-        raise BadFrameError(f'image data has {size} bytes, {needed} expected for '
-                            f'{height} rows of step {step} ({encoding})')
+        raise BadFrameError(
+            f'image data has {size} bytes, {needed} expected for '
+            f'{height} rows of step {step} ({encoding})'
+        )
     return layout
 
 
@@ -146,15 +159,17 @@ def _check_size(width: int, height: int, max_side: int) -> None:
     if width <= 0 or height <= 0:
         raise BadFrameError(f'image size {width}x{height} is empty')
     if width > max_side or height > max_side:
-        raise BadFrameError(f'image size {width}x{height} exceeds engine.max_image_side '
-                            f'({max_side})')
+        raise BadFrameError(
+            f'image size {width}x{height} exceeds engine.max_image_side ({max_side})'
+        )
 
 
-def raw_to_rgb(encoding: str, layout: Layout, height: int, width: int, step: int,
-               bigendian: bool, data: Any) -> np.ndarray:
+def raw_to_rgb(
+    encoding: str, layout: Layout, height: int, width: int, step: int, bigendian: bool, data: Any
+) -> np.ndarray:
     """The converter used without cv_bridge: validated fields to RGB uint8 (H, W, 3)."""
     buf = np.frombuffer(data, dtype=np.uint8, count=step * height)
-    packed = buf.reshape(height, step)[:, :width * layout.bytes_per_pixel]  # (H, W*bpp)
+    packed = buf.reshape(height, step)[:, : width * layout.bytes_per_pixel]  # (H, W*bpp)
     pixels = np.ascontiguousarray(packed).view(_dtype(layout.dtype, bigendian))
     pixels = pixels.astype(layout.dtype, copy=False)  # native byte order for OpenCV
     pixels = pixels.reshape(height, width, layout.channels)  # (H, W, C)
@@ -182,8 +197,7 @@ def _to_8bit(pixels: np.ndarray, per_frame_max: bool) -> np.ndarray:
     return np.clip(values * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
 
 
-def compressed_to_rgb(msg: CompressedImageMessage,
-                      max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
+def compressed_to_rgb(msg: CompressedImageMessage, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
     """A sensor_msgs/CompressedImage as RGB uint8 (H, W, 3); raises BadFrameError."""
     fmt = str(msg.format)
     data = np.frombuffer(msg.data, dtype=np.uint8)
@@ -201,8 +215,9 @@ def compressed_to_rgb(msg: CompressedImageMessage,
 def _decode_depth(data: np.ndarray, fmt: str, max_side: int) -> np.ndarray:
     depth = cv2.imdecode(data[_COMPRESSED_DEPTH_HEADER:], cv2.IMREAD_UNCHANGED)
     if depth is None or depth.ndim != 2:
-        raise BadFrameError(f'compressed depth image ({fmt!r}, {data.size} bytes) cannot be '
-                            f'decoded')
+        raise BadFrameError(
+            f'compressed depth image ({fmt!r}, {data.size} bytes) cannot be decoded'
+        )
     _check_size(depth.shape[1], depth.shape[0], max_side)
     if depth.dtype != np.uint16:
         raise BadFrameError(f'compressed depth image ({fmt!r}) holds {depth.dtype}, not 16-bit')
@@ -215,7 +230,7 @@ def _cv_bridge() -> Any | None:
     if not os.environ.get('ROS_DISTRO'):  # not a ROS distro: PyPI 'cv-bridge' is a broken port
         return None
     try:
-        from cv_bridge import CvBridge  # type: ignore[import-not-found]
+        from cv_bridge import CvBridge
     except ImportError:
         return None
     return CvBridge()

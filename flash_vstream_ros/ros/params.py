@@ -18,8 +18,8 @@ Rules:
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Sequence
+import sys
 from typing import Any
 
 from rcl_interfaces.msg import (
@@ -40,13 +40,15 @@ from flash_vstream_ros.config import AppConfig, ParamSpec, describe, with_overri
 from flash_vstream_ros.errors import ConfigError
 
 # Parameters that take effect while the node runs; every other one is read at configure time.
-LIVE_PARAMETERS = frozenset({
-    'generation.max_new_tokens',
-    'generation.temperature',
-    'ros.status_period_s',
-    'ros.frames_period_s',
-    'ros.warn_throttle_s',
-})
+LIVE_PARAMETERS = frozenset(
+    {
+        'generation.max_new_tokens',
+        'generation.temperature',
+        'ros.status_period_s',
+        'ros.frames_period_s',
+        'ros.warn_throttle_s',
+    }
+)
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -86,19 +88,29 @@ def descriptor_for(spec: ParamSpec) -> ParameterDescriptor:
         text += f' (one of: {", ".join(spec.choices)})'
     when = 'live' if spec.name in LIVE_PARAMETERS else 'read at configure'
     desc = ParameterDescriptor(
-        name=spec.name, type=ptype.value, description=text,
-        additional_constraints=_constraints(spec, when))
+        name=spec.name,
+        type=ptype.value,
+        description=text,
+        additional_constraints=_constraints(spec, when),
+    )
     if ptype == Parameter.Type.INTEGER and (spec.low is not None or spec.high is not None):
-        desc.integer_range = [IntegerRange(
-            from_value=_INT64_MIN if spec.low is None else int(spec.low),
-            to_value=_INT64_MAX if spec.high is None else int(spec.high), step=0)]
+        desc.integer_range = [
+            IntegerRange(
+                from_value=_INT64_MIN if spec.low is None else int(spec.low),
+                to_value=_INT64_MAX if spec.high is None else int(spec.high),
+                step=0,
+            )
+        ]
     if ptype == Parameter.Type.DOUBLE:
         desc.dynamic_typing = True  # accept 2 as well as 2.0; validation checks the type
         if spec.low is not None or spec.high is not None:
-            desc.floating_point_range = [FloatingPointRange(
-                from_value=-sys.float_info.max if spec.low is None else float(spec.low),
-                to_value=sys.float_info.max if spec.high is None else float(spec.high),
-                step=0.0)]
+            desc.floating_point_range = [
+                FloatingPointRange(
+                    from_value=-sys.float_info.max if spec.low is None else float(spec.low),
+                    to_value=sys.float_info.max if spec.high is None else float(spec.high),
+                    step=0.0,
+                )
+            ]
     return desc
 
 
@@ -172,8 +184,9 @@ def read_config(node: Node) -> AppConfig:
     return config_from_values(parameter_values(node))
 
 
-def check_changes(current: dict[str, Any], changes: Sequence[Parameter],
-                  configured: bool) -> SetParametersResult:
+def check_changes(
+    current: dict[str, Any], changes: Sequence[Parameter], configured: bool
+) -> SetParametersResult:
     """Decide whether a batch of parameter changes may be applied.
 
     ``current`` holds the present values of every configuration parameter. Changes to other
@@ -184,12 +197,17 @@ def check_changes(current: dict[str, Any], changes: Sequence[Parameter],
         if change.name not in current:
             continue
         if configured and change.name not in LIVE_PARAMETERS:
-            return SetParametersResult(successful=False, reason=(
-                f'parameter {change.name} is read at configure time: deactivate and clean up '
-                f'the node, set it, then configure again'))
+            return SetParametersResult(
+                successful=False,
+                reason=(
+                    f'parameter {change.name} is read at configure time: deactivate and clean up '
+                    f'the node, set it, then configure again'
+                ),
+            )
         if change.type_ == Parameter.Type.NOT_SET:
             return SetParametersResult(
-                successful=False, reason=f'parameter {change.name} cannot be unset')
+                successful=False, reason=f'parameter {change.name} cannot be unset'
+            )
         merged[change.name] = _plain(change.value)
     try:
         config_from_values(merged)

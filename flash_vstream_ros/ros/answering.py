@@ -1,0 +1,207 @@
+"""The node's question and memory interfaces: ``~/ask``, ``~/ask_stream`` and the memory services.
+
+Every handler returns a response; none lets an exception out. Engine errors (bad question, not
+ready, busy, model failure, memory file refused) become ``success=false`` with the error's
+message; an unexpected exception is logged once with its traceback and reported the same way.
+
+The action streams each generated piece of text as feedback. A cancel request sets the engine's
+cancel event, so generation stops at the next token; the goal then ends cancelled with the
+partial answer. Goals beyond what the engine can hold (one answering plus
+``engine.question_queue_size`` waiting) are rejected when they arrive, with the reason logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import threading
+import time
+import traceback
+from typing import Any
+
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import CallbackGroup
+from rclpy.node import Node
+from std_srvs.srv import Trigger
+
+from flash_vstream_ros.action import AskStream
+from flash_vstream_ros.engine import Engine
+from flash_vstream_ros.errors import FlashVStreamError
+from flash_vstream_ros.ros.convert import fill_answer, fill_failure, to_question
+from flash_vstream_ros.srv import Ask, MemoryFile
+
+# Returns (engine, '') when questions can be answered, else (None, why not).
+EngineGetter = Callable[[], tuple[Engine | None, str]]
+CANCEL_SETTLE_S = 1.0  # how long to wait for the action server to mark a goal canceling
+
+
+class AskServer:
+    """Creates and serves ~/ask, ~/ask_stream, ~/reset_memory, ~/save_memory, ~/load_memory."""
+
+    def __init__(
+        self, node: Node, group: CallbackGroup, engine: EngineGetter, state: Callable[[], str]
+    ) -> None:
+        self._node = node
+        self._engine = engine
+        self._state = state
+        self._log = node.get_logger()
+        self._lock = threading.Lock()
+        self._goals = 0  # accepted goals not yet finished
+        self._cancels: dict[bytes, threading.Event] = {}
+        node.create_service(Ask, '~/ask', self.on_ask, callback_group=group)
+        node.create_service(Trigger, '~/reset_memory', self.on_reset, callback_group=group)
+        node.create_service(MemoryFile, '~/save_memory', self.on_save, callback_group=group)
+        node.create_service(MemoryFile, '~/load_memory', self.on_load, callback_group=group)
+        self.action = ActionServer(
+            node,
+            AskStream,
+            '~/ask_stream',
+            self.execute,
+            callback_group=group,
+            goal_callback=self.on_goal,
+            cancel_callback=self.on_cancel,
+        )
+
+    # ------------------------------------------------------------------ service
+
+    def on_ask(self, request: Any, response: Any) -> Any:
+        engine, why = self._engine()
+        if engine is None:
+            return fill_failure(response, why, None, self._state())
+        try:
+            answer = engine.ask(to_question(request))
+        except Exception as exc:
+            return fill_failure(response, self._reason(exc, 'ask'), _status(engine), self._state())
+        return fill_answer(response, answer, self._state())
+
+    # ------------------------------------------------------------------ action
+
+    def on_goal(self, goal_request: Any) -> GoalResponse:
+        engine, why = self._engine()
+        if engine is None:
+            self._log.warning(f'ask_stream goal rejected: {why}')
+            return GoalResponse.REJECT
+        capacity = 1 + engine.config.engine.question_queue_size
+        with self._lock:
+            if self._goals >= capacity:
+                self._log.warning(
+                    f'ask_stream goal rejected: busy, {self._goals} goals in progress '
+                    f'(engine.question_queue_size={capacity - 1}); retry later'
+                )
+                return GoalResponse.REJECT
+            self._goals += 1
+        return GoalResponse.ACCEPT
+
+    def on_cancel(self, goal_handle: Any) -> CancelResponse:
+        with self._lock:
+            event = self._cancels.get(bytes(goal_handle.goal_id.uuid))
+        if event is not None:
+            event.set()
+        return CancelResponse.ACCEPT
+
+    def execute(self, goal_handle: Any) -> Any:
+        key = bytes(goal_handle.goal_id.uuid)
+        cancel = threading.Event()
+        with self._lock:
+            self._cancels[key] = cancel
+        try:
+            if goal_handle.is_cancel_requested:
+                cancel.set()
+            return self._execute(goal_handle, cancel)
+        finally:
+            with self._lock:
+                self._cancels.pop(key, None)
+                self._goals -= 1
+
+    def _execute(self, goal_handle: Any, cancel: threading.Event) -> Any:
+        result = AskStream.Result()
+        engine, why = self._engine()
+        if engine is None:
+            goal_handle.abort()
+            return fill_failure(result, why, None, self._state())
+        pieces: list[str] = []
+
+        def on_token(text: str) -> None:
+            pieces.append(text)
+            goal_handle.publish_feedback(
+                AskStream.Feedback(
+                    text=text, partial_answer=''.join(pieces), answer_tokens=len(pieces)
+                )
+            )
+
+        try:
+            answer = engine.ask(to_question(goal_handle.request), on_token, cancel)
+        except Exception as exc:
+            goal_handle.abort()
+            return fill_failure(
+                result, self._reason(exc, 'ask_stream'), _status(engine), self._state()
+            )
+        fill_answer(result, answer, self._state())
+        if answer.stop_reason == 'cancelled' and _settle_cancel(goal_handle, cancel):
+            goal_handle.canceled()
+        else:
+            goal_handle.succeed()
+        return result
+
+    # ------------------------------------------------------------------ memory services
+
+    def on_reset(self, request: Any, response: Any) -> Any:
+        engine, why = self._engine()
+        if engine is None:
+            response.success, response.message = False, why
+            return response
+        try:
+            engine.reset_memory()
+        except Exception as exc:
+            response.success, response.message = False, self._reason(exc, 'reset_memory')
+            return response
+        response.success, response.message = True, 'memory reset'
+        return response
+
+    def on_save(self, request: Any, response: Any) -> Any:
+        return self._memory_file('save', request, response)
+
+    def on_load(self, request: Any, response: Any) -> Any:
+        return self._memory_file('load', request, response)
+
+    def _memory_file(self, verb: str, request: Any, response: Any) -> Any:
+        engine, why = self._engine()
+        if engine is None:
+            response.success, response.message = False, why
+            return response
+        action = engine.save_memory if verb == 'save' else engine.load_memory
+        try:
+            info = action(request.path or None)
+        except Exception as exc:
+            response.success, response.message = False, self._reason(exc, f'{verb}_memory')
+            response.path = request.path
+            return response
+        response.success = True
+        response.message = f'memory {verb}d: {info.frames} frames, {info.bytes} bytes'
+        response.path, response.frames, response.bytes = info.path, info.frames, info.bytes
+        return response
+
+    # ------------------------------------------------------------------ errors
+
+    def _reason(self, exc: Exception, where: str) -> str:
+        """The message for the caller; unexpected exceptions are logged with a traceback."""
+        if isinstance(exc, FlashVStreamError):
+            return str(exc)
+        self._log.error(f'{where} failed unexpectedly:\n{traceback.format_exc()}')
+        return f'internal error in {where}: {type(exc).__name__}: {exc}'
+
+
+def _status(engine: Engine) -> Any:
+    try:
+        return engine.status()
+    except Exception:  # the status is a courtesy on a failure path; the failure is reported
+        return None
+
+
+def _settle_cancel(goal_handle: Any, cancel: threading.Event) -> bool:
+    """True when the goal is marked canceling (the server marks it just after our callback)."""
+    if not cancel.is_set():
+        return False
+    deadline = time.monotonic() + CANCEL_SETTLE_S
+    while not goal_handle.is_cancel_requested and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return bool(goal_handle.is_cancel_requested)

@@ -1,0 +1,251 @@
+"""``flash_vstream_ask``: ask the flash_vstream node a question from a terminal.
+
+    flash_vstream_ask "what happened?" --window-last 300 --camera front_image_raw
+
+By default the question goes through the ``~/ask_stream`` action and the answer is printed as
+it is generated; ``--service`` uses ``~/ask`` instead. Then the evidence stamps, the latency
+and a memory summary follow. Ctrl-C while streaming cancels the goal and prints the partial
+answer. Exit code 0 when an answer came back, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any, TextIO
+
+import rclpy
+from rclpy.action import ActionClient
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+from rclpy.task import Future
+
+from flash_vstream_ros.action import AskStream
+from flash_vstream_ros.ros.stamps import to_seconds, to_time
+from flash_vstream_ros.srv import Ask
+
+MAX_EVIDENCE_LINES = 12
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog='flash_vstream_ask', description='Ask the flash_vstream node a question.'
+    )
+    parser.add_argument('question', help='the question, in plain text')
+    parser.add_argument(
+        '--window-last',
+        type=float,
+        default=0.0,
+        metavar='S',
+        help='only the last S seconds before the newest memory (0 = all)',
+    )
+    parser.add_argument(
+        '--window-start',
+        type=float,
+        default=0.0,
+        metavar='T',
+        help='only memory from stamp T (seconds) on',
+    )
+    parser.add_argument(
+        '--window-end',
+        type=float,
+        default=0.0,
+        metavar='T',
+        help='only memory up to stamp T (seconds)',
+    )
+    parser.add_argument(
+        '--camera',
+        action='append',
+        default=[],
+        metavar='C',
+        help='only this camera (repeat for several; default: all)',
+    )
+    parser.add_argument(
+        '--max-tokens',
+        type=int,
+        default=0,
+        metavar='N',
+        help='answer length limit (0 = the node default)',
+    )
+    parser.add_argument(
+        '--temperature',
+        type=float,
+        default=-1.0,
+        help='sampling temperature (negative = the node default)',
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        '--action',
+        dest='use_service',
+        action='store_false',
+        help='stream the answer through ~/ask_stream (default)',
+    )
+    mode.add_argument(
+        '--service',
+        dest='use_service',
+        action='store_true',
+        help='ask through the ~/ask service (answer printed at the end)',
+    )
+    parser.add_argument(
+        '--node', default='/flash_vstream', help="the node's full name (default: /flash_vstream)"
+    )
+    parser.add_argument(
+        '--timeout',
+        type=float,
+        default=120.0,
+        metavar='S',
+        help='give up after S seconds (default: 120)',
+    )
+    args, ros_args = parser.parse_known_args(argv)
+    args.ros_args = ros_args
+    return args
+
+
+def fill_request(out: Any, args: argparse.Namespace) -> Any:
+    """Copy the command line into an Ask request or AskStream goal."""
+    out.question = args.question
+    out.window_last_s = float(args.window_last)
+    out.window_start = to_time(args.window_start)
+    out.window_end = to_time(args.window_end)
+    out.cameras = list(args.camera)
+    out.max_new_tokens = max(0, int(args.max_tokens))
+    out.temperature = float(args.temperature)
+    return out
+
+
+def summary_lines(result: Any) -> list[str]:
+    """What is printed after the answer: stop reason, latency, evidence, memory."""
+    lines = [
+        f'stop: {result.stop_reason} | answer tokens: {result.answer_tokens} | visual '
+        f'tokens: {result.visual_tokens} | latency: {result.latency_s:.2f} s'
+    ]
+    evidence = list(result.evidence)
+    lines.append(f'evidence ({len(evidence)} memory elements):')
+    for ev in evidence[:MAX_EVIDENCE_LINES]:
+        lines.append(
+            f'  {ev.part:<9} {ev.camera:<20} t={to_seconds(ev.stamp):.2f} '
+            f'[{to_seconds(ev.start):.2f} .. {to_seconds(ev.end):.2f}] '
+            f'frames={ev.weight:g}'
+        )
+    if len(evidence) > MAX_EVIDENCE_LINES:
+        lines.append(f'  ... {len(evidence) - MAX_EVIDENCE_LINES} more')
+    lines.extend(memory_lines(result.memory))
+    return lines
+
+
+def memory_lines(m: Any) -> list[str]:
+    fill = ', '.join(
+        f'{p} {u}/{c}' for p, u, c in zip(m.parts, m.part_used, m.part_capacity, strict=False)
+    )
+    return [
+        f'memory: {m.memory_kind or "?"} ({m.state}), model {m.model or "?"}',
+        f'  frames: {m.frames_received} received, {m.frames_ingested} ingested, '
+        f'{m.frames_skipped_rate} skipped (rate), {m.frames_dropped_queue} dropped (queue), '
+        f'{m.frames_rejected} rejected',
+        f'  cameras: {", ".join(m.cameras) or "-"}; covers {to_seconds(m.oldest_stamp):.2f} .. '
+        f'{to_seconds(m.newest_stamp):.2f} s; {m.memory_bytes / 1e6:.2f} MB',
+        f'  fill: {fill or "-"}',
+    ]
+
+
+class Asker:
+    """One question through the action or the service, with a deadline."""
+
+    def __init__(self, node: Node, args: argparse.Namespace, out: TextIO) -> None:
+        self.node = node
+        self.args = args
+        self.out = out
+        self.deadline = time.monotonic() + args.timeout
+        self.streamed = False
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def wait(self, future: Future[Any]) -> bool:
+        rclpy.spin_until_future_complete(self.node, future, timeout_sec=self.remaining())
+        return future.done()
+
+    def by_service(self) -> Any | None:
+        name = f'{self.args.node}/ask'
+        client: Any = self.node.create_client(Ask, name)
+        if not client.wait_for_service(timeout_sec=self.remaining()):
+            raise TimeoutError(f'service {name} not available')
+        future = client.call_async(fill_request(Ask.Request(), self.args))
+        if not self.wait(future):
+            raise TimeoutError(f'no answer from {name} within {self.args.timeout} s')
+        return future.result()
+
+    def by_action(self) -> Any | None:
+        name = f'{self.args.node}/ask_stream'
+        client: ActionClient[Any, Any, Any] = ActionClient(self.node, AskStream, name)
+        if not client.wait_for_server(timeout_sec=self.remaining()):
+            raise TimeoutError(f'action {name} not available')
+        goal = fill_request(AskStream.Goal(), self.args)
+        sent = client.send_goal_async(goal, feedback_callback=self.on_feedback)
+        if not self.wait(sent):
+            raise TimeoutError(f'goal not acknowledged by {name}')
+        handle = sent.result()
+        if handle is None or not handle.accepted:
+            raise RuntimeError(f'goal rejected by {name} (busy or not active: see the node log)')
+        result_future = handle.get_result_async()
+        try:
+            if not self.wait(result_future):
+                handle.cancel_goal_async()
+                raise TimeoutError(f'no answer from {name} within {self.args.timeout} s')
+        except KeyboardInterrupt:
+            self.deadline = time.monotonic() + 5.0
+            cancel = handle.cancel_goal_async()
+            self.wait(cancel)
+            self.wait(result_future)
+            if not result_future.done():
+                raise
+        response = result_future.result()
+        return None if response is None else response.result
+
+    def on_feedback(self, feedback: Any) -> None:
+        self.out.write(feedback.feedback.text)
+        self.out.flush()
+        self.streamed = True
+
+
+def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    node = Node(f'flash_vstream_ask_{os.getpid()}')
+    asker = Asker(node, args, out)
+    try:
+        result = asker.by_service() if args.use_service else asker.by_action()
+    except (TimeoutError, RuntimeError) as exc:
+        err.write(f'flash_vstream_ask: {exc}\n')
+        return 1
+    finally:
+        node.destroy_node()
+    if result is None:
+        err.write('flash_vstream_ask: no result\n')
+        return 1
+    if not result.success:
+        err.write(f'flash_vstream_ask: {result.error_message}\n')
+        return 1
+    if not asker.streamed:
+        out.write(result.answer)
+    out.write('\n---\n' + '\n'.join(summary_lines(result)) + '\n')
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    # No rclpy signal handlers: Ctrl-C is a KeyboardInterrupt that cancels the goal while the
+    # context is still up.
+    rclpy.init(
+        args=['flash_vstream_ask', *args.ros_args], signal_handler_options=SignalHandlerOptions.NO
+    )
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 1
+    finally:
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,368 @@
+"""The ``flash_vstream`` lifecycle node: camera topics in, answers and memory status out.
+
+Lifecycle (the llama_ros pattern):
+
+* configure: read the parameters into an AppConfig, build the Engine and start it (loads the
+  model, restores the memory when configured). A failure is logged with its reason and the
+  node stays unconfigured and alive.
+* activate: subscribe to ``ros.image_topics`` (sensor_msgs/Image) and ``ros.compressed_topics``
+  (sensor_msgs/CompressedImage) with the QoS of the ``ros.qos_*`` parameters.
+* deactivate: unsubscribe (ingest stops; the memory stays and can be saved).
+* cleanup / shutdown: stop the engine (saves when ``persistence.save_on_shutdown``) and free the
+  model (and the CUDA cache).
+
+``ros.autostart`` (default true) configures and activates at start so ``ros2 run`` just works.
+The ask service, the action, the memory services, ``~/memory_status`` and ``/diagnostics`` exist
+in every state; questions are answered while active and refused with the reason otherwise.
+
+Image callbacks only convert and hand the frame to the engine (which never blocks); stamps are
+the message header stamps as they are (so ``use_sim_time`` and bag replays work; a zero stamp is
+replaced by the node clock's now). Camera names: see flash_vstream_ros.ros.convert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+import gc
+import sys
+import traceback
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import Subscription
+from rclpy.timer import Timer
+from sensor_msgs.msg import CompressedImage, Image
+
+from flash_vstream_ros.config import AppConfig
+from flash_vstream_ros.engine import Engine
+from flash_vstream_ros.errors import BadFrameError, FlashVStreamError, NotReadyError
+from flash_vstream_ros.msg import MemoryStatus
+from flash_vstream_ros.ros import params
+from flash_vstream_ros.ros.answering import AskServer
+from flash_vstream_ros.ros.convert import camera_name, to_status_msg
+from flash_vstream_ros.ros.diagnostics import DiagnosticsState, diagnostic_array
+from flash_vstream_ros.ros.images import compressed_to_rgb, image_to_rgb
+from flash_vstream_ros.ros.logs import Throttle, bridge_core_logging, unbridge_core_logging
+from flash_vstream_ros.ros.montage import montage
+from flash_vstream_ros.ros.stamps import is_zero, to_seconds
+
+NODE_NAME = 'flash_vstream'
+EXECUTOR_THREADS = 8
+EngineFactory = Callable[[AppConfig], Engine]
+Converter = Callable[[Any, int], np.ndarray]
+
+
+class FlashVStreamNode(LifecycleNode):
+    """Lifecycle node around one :class:`Engine` (see the module docstring)."""
+
+    def __init__(self, engine_factory: EngineFactory = Engine, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._engine_factory = engine_factory
+        self._engine: Engine | None = None
+        self._config: AppConfig | None = None
+        self._state = 'unconfigured'
+        self._problem = ''  # why the last configure failed
+        self._camera_subs: list[Subscription[Any]] = []
+        self._throttle = Throttle()
+        self._diag = DiagnosticsState()
+        self._log_handler = bridge_core_logging(self.get_logger())
+        self._param_problems = params.declare_config_parameters(self)
+        params.install_validator(self, lambda: self._state in ('inactive', 'active'))
+        self.add_post_set_parameters_callback(self._on_parameters_set)
+        self._serve_group = ReentrantCallbackGroup()
+        self._timer_group = MutuallyExclusiveCallbackGroup()
+        self._status_pub = self.create_publisher(MemoryStatus, '~/memory_status', 10)
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._frames_pub = self.create_publisher(Image, '~/memory_frames', 1)
+        self._ask = AskServer(self, self._serve_group, self._answerer, lambda: self._state)
+        self._status_timer: Timer | None = None
+        self._frames_timer: Timer | None = None
+        self._make_timers()
+        for problem in self._param_problems:
+            self.get_logger().error(problem)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except Exception as exc:
+            self._fail_configure(exc)
+            return TransitionCallbackReturn.FAILURE
+        self._state, self._problem = 'inactive', ''
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        if self._param_problems:
+            raise FlashVStreamError('; '.join(self._param_problems))
+        config = params.read_config(self)
+        self._cameras(config)  # refuse duplicate camera names before loading anything
+        engine = self._engine_factory(config)
+        engine.start()
+        self._engine, self._config = engine, engine.config
+        self.get_logger().info(f'configured: {engine.status().model}, memory {config.memory.kind}')
+
+    def _fail_configure(self, exc: Exception) -> None:
+        self._problem = f'{type(exc).__name__}: {exc}'
+        if not isinstance(exc, FlashVStreamError):
+            self.get_logger().error(traceback.format_exc())
+        self.get_logger().error(f'configure failed, the node stays unconfigured: {self._problem}')
+        self._free_engine()
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._config is None:
+            self.get_logger().error('activate failed: no engine (configure first)')
+            return TransitionCallbackReturn.FAILURE
+        try:
+            self._subscribe(self._config)
+        except Exception as exc:
+            self.get_logger().error(f'activate failed: {type(exc).__name__}: {exc}')
+            self._unsubscribe()
+            return TransitionCallbackReturn.FAILURE
+        self._state = 'active'
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unsubscribe()
+        self._state = 'inactive'
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unsubscribe()
+        self._free_engine()
+        self._state = 'unconfigured'
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unsubscribe()
+        self._free_engine()
+        self._state = 'finalized'
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f'error while {state.label}: freeing the engine')
+        self._unsubscribe()
+        self._free_engine()
+        self._state = 'unconfigured'
+        return TransitionCallbackReturn.SUCCESS
+
+    def start(self) -> bool:
+        """Configure and activate (what ros.autostart does); False when either fails."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            return False
+        return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
+
+    def close(self) -> None:
+        """Stop everything this node started (SIGINT path): unsubscribe, stop the engine."""
+        self._unsubscribe()
+        self._free_engine()
+        unbridge_core_logging(self._log_handler)
+
+    def _free_engine(self) -> None:
+        engine, self._engine, self._config = self._engine, None, None
+        if engine is None:
+            return
+        try:
+            engine.stop()
+        except Exception as exc:
+            self.get_logger().error(f'engine stop failed: {type(exc).__name__}: {exc}')
+        del engine
+        gc.collect()
+        torch = sys.modules.get('torch')
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------ cameras
+
+    def _cameras(self, config: AppConfig) -> list[tuple[str, str, Any, Converter]]:
+        """(topic, camera, message type, converter) per subscribed topic."""
+        entries: list[tuple[str, str, Any, Converter]] = []
+        for topics, msg_type, convert in (
+            (config.ros.image_topics, Image, image_to_rgb),
+            (config.ros.compressed_topics, CompressedImage, compressed_to_rgb),
+        ):
+            for topic in topics:
+                camera = camera_name(self.resolve_topic_name(topic), self.get_namespace())
+                entries.append((topic, camera, msg_type, convert))
+        names = [camera for _, camera, _, _ in entries]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise FlashVStreamError(
+                f'camera topics give duplicate camera names {duplicates}: '
+                f'subscribe each topic once'
+            )
+        if not entries:
+            raise FlashVStreamError(
+                'no camera topics: set ros.image_topics or ros.compressed_topics'
+            )
+        return entries
+
+    def _subscribe(self, config: AppConfig) -> None:
+        qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=config.ros.qos_depth,
+            reliability=(
+                ReliabilityPolicy.BEST_EFFORT
+                if config.ros.qos_reliability == 'best_effort'
+                else ReliabilityPolicy.RELIABLE
+            ),
+        )
+        max_side = config.engine.max_image_side
+        for topic, camera, msg_type, convert in self._cameras(config):
+            callback = self._image_callback(camera, convert, max_side)
+            # One group per camera: its frames arrive in order; cameras run in parallel.
+            sub = self.create_subscription(
+                msg_type, topic, callback, qos, callback_group=MutuallyExclusiveCallbackGroup()
+            )
+            self._camera_subs.append(sub)
+            self.get_logger().info(
+                f'camera {camera!r}: {sub.topic_name} '
+                f'({msg_type.__name__}, {config.ros.qos_reliability})'
+            )
+
+    def _unsubscribe(self) -> None:
+        subs, self._camera_subs = self._camera_subs, []
+        for sub in subs:
+            self.destroy_subscription(sub)
+
+    def _image_callback(
+        self, camera: str, convert: Converter, max_side: int
+    ) -> Callable[[Any], None]:
+        def on_image(msg: Any) -> None:
+            self._on_image(msg, camera, convert, max_side)
+
+        return on_image
+
+    def _on_image(self, msg: Any, camera: str, convert: Converter, max_side: int) -> None:
+        engine = self._engine
+        if engine is None:
+            return
+        try:
+            rgb = convert(msg, max_side)
+        except BadFrameError as exc:
+            engine.reject_frame(str(exc))
+            self._warn('bad_frame', f'camera {camera!r}: frame rejected: {exc}')
+            return
+        except Exception as exc:  # never let a malformed message kill the node
+            engine.reject_frame(f'{type(exc).__name__}: {exc}')
+            self._warn(
+                'bad_frame', f'camera {camera!r}: frame rejected: {type(exc).__name__}: {exc}'
+            )
+            return
+        stamp = msg.header.stamp
+        seconds = self._now_s() if is_zero(stamp) else to_seconds(stamp)
+        try:
+            engine.submit_frame(rgb, seconds, camera)
+        except BadFrameError as exc:  # counted by the engine
+            self._warn('bad_frame', f'camera {camera!r}: frame rejected: {exc}')
+        except NotReadyError:
+            pass  # the engine is being stopped; frames in flight are dropped
+
+    def _warn(self, kind: str, text: str) -> None:
+        period = float(self.get_parameter('ros.warn_throttle_s').value)
+        held = self._throttle.check(kind, period)
+        if held is None:
+            return
+        suffix = f' ({held} similar warnings held back)' if held else ''
+        self.get_logger().warning(text + suffix)
+
+    def _now_s(self) -> float:
+        return self.get_clock().now().nanoseconds / 1e9
+
+    # ------------------------------------------------------------------ questions
+
+    def _answerer(self) -> tuple[Engine | None, str]:
+        engine = self._engine
+        if engine is not None and self._state == 'active':
+            return engine, ''
+        why = f'node {self.get_fully_qualified_name()} is {self._state}'
+        if self._state == 'inactive':
+            return None, f'{why}: activate it to answer questions'
+        if self._problem:
+            return None, f'{why}: configure failed: {self._problem}'
+        return None, f'{why}: configure and activate it (the model is not loaded)'
+
+    # ------------------------------------------------------------------ status topics
+
+    def _make_timers(self) -> None:
+        for timer in (self._status_timer, self._frames_timer):
+            if timer is not None:
+                self.destroy_timer(timer)
+        status_period = float(self.get_parameter('ros.status_period_s').value)
+        frames_period = float(self.get_parameter('ros.frames_period_s').value)
+        self._status_timer = self.create_timer(
+            status_period, self._publish_status, callback_group=self._timer_group
+        )
+        self._frames_timer = None
+        if frames_period > 0:
+            self._frames_timer = self.create_timer(
+                frames_period, self._publish_frames, callback_group=self._timer_group
+            )
+
+    def _on_parameters_set(self, changed: Sequence[Parameter]) -> None:
+        if {p.name for p in changed} & {'ros.status_period_s', 'ros.frames_period_s'}:
+            self._make_timers()
+
+    def _publish_status(self) -> None:
+        engine = self._engine
+        try:
+            status = engine.status() if engine is not None else None
+            stamp = self.get_clock().now().to_msg()
+            self._status_pub.publish(to_status_msg(status, self._state, stamp))
+            self._diag_pub.publish(
+                diagnostic_array(
+                    self.get_name(), status, self._state, self._problem, self._diag, stamp
+                )
+            )
+        except Exception as exc:
+            self._warn('status', f'status not published: {type(exc).__name__}: {exc}')
+
+    def _publish_frames(self) -> None:
+        engine = self._engine
+        if engine is None or self._frames_pub.get_subscription_count() == 0:
+            return
+        try:
+            grid = montage(engine.key_frames())  # (H, W, 3) RGB
+        except Exception as exc:
+            self._warn('frames', f'memory frames not published: {type(exc).__name__}: {exc}')
+            return
+        msg = Image(
+            height=grid.shape[0], width=grid.shape[1], encoding='rgb8', step=grid.shape[1] * 3
+        )
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.data = grid.tobytes()
+        self._frames_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    """``flash_vstream_node``: run the node until SIGINT/SIGTERM; exit code 0 on a clean stop."""
+    rclpy.init(args=args)
+    node: FlashVStreamNode | None = None
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+    try:
+        node = FlashVStreamNode()
+        executor.add_node(node)
+        if node.get_parameter('ros.autostart').value:
+            node.start()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+        executor.shutdown()
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
