@@ -166,7 +166,7 @@ def _file_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
     try:
         with safe_open(str(path), framework='pt') as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f}
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(
             f'cannot read weight file {path} (truncated or corrupt?): {type(exc).__name__}: {exc}'

@@ -185,7 +185,8 @@ def _load_tower(
         model = CLIPVisionModel.from_pretrained(tower, dtype=dtype, local_files_only=offline)
     except (OSError, ValueError) as exc:
         raise CheckpointError(f'cannot load the vision tower {tower!r}: {exc}') from exc
-    return model.to(device).eval()
+    tower_model: Any = model
+    return tower_model.to(device).eval()
 
 
 def _tie_if_needed(modules: V1Modules) -> None:

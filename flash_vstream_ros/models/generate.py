@@ -85,7 +85,7 @@ def pick_token(logits: torch.Tensor, request: GenerationRequest) -> int:
 
 
 def generate(
-    model: torch.nn.Module,
+    model: Any,
     embeds: torch.Tensor,
     tokenizer: Any,
     eos_ids: Iterable[int],

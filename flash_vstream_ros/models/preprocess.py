@@ -44,7 +44,7 @@ class ImageSpec:
             size, crop = 0, size  # SigLIP style: resize straight to the square
         mean = tuple(data.get('image_mean', default.mean))
         std = tuple(data.get('image_std', default.std))
-        return cls(size=size, crop=crop, mean=mean, std=std)  # type: ignore[arg-type]
+        return cls(size=size, crop=crop, mean=mean, std=std)
 
 
 def _side(value: object, fallback: int) -> int:

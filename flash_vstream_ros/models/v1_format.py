@@ -154,6 +154,9 @@ class TuringAttention(nn.Module):
 class V1Modules(nn.Module):
     """Every part of a v1 model; state-dict names are the checkpoint's after :func:`rename`."""
 
+    lm: Any  # LlamaForCausalLM
+    vision: Any  # CLIPVisionModel or None
+
     def __init__(
         self,
         lm: nn.Module,
