@@ -321,6 +321,8 @@ def summarize(
         'update_ms': float(last.get('update_ms', 0.0)),
         'ingest_rate_hz': float(last.get('ingest_rate_hz', 0.0)),
         'memory_bytes': int(last.get('memory_bytes', 0)),
+        'memory_bytes_start': int(before.get('memory_bytes', 0)),
+        'rss_slope_mb_per_min_last_half': slope_per_min(samples[len(samples) // 2 :]),
         # CPU time per delivered frame that is not encode/update: the callback's cost (conversion,
         # sampling, queueing) plus DDS receive work; an upper bound on the callback time
         'node_cpu_ms_per_received_frame': 1e3 * max(cpu_s - ingest_cost_s, 0.0) / received,
@@ -338,6 +340,17 @@ def summarize(
             if s['t'] >= before['t']
         ],
     }
+
+
+def slope_per_min(samples: list[dict[str, float]]) -> float:
+    """Least-squares slope of RSS (MB per minute) over ``samples``."""
+    if len(samples) < 2:
+        return 0.0
+    ts, ys = [s['t'] for s in samples], [s['rss_mb'] for s in samples]
+    t_mean, y_mean = statistics.fmean(ts), statistics.fmean(ys)
+    var = sum((t - t_mean) ** 2 for t in ts)
+    cov = sum((t - t_mean) * (y - y_mean) for t, y in zip(ts, ys, strict=True))
+    return 60.0 * cov / var if var else 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
