@@ -87,13 +87,14 @@ def test_event_log_is_consistent_with_the_frames(tmp_path: Path) -> None:
     fps = 10.0
     with EventLog(path, world) as log:
         for i in range(300):
-            log.add(world.observe(i / fps), i, frame_stamp_ns(i, fps, 5_000_000_000) / 1e9)
+            log.add(world.observe(i / fps), i, frame_stamp_ns(i, fps, 5_000_000_000))
     records = read_events(path)
     assert records[0]['event'] == 'world'
     assert len(records[0]['objects']) == 6
     frames = [r for r in records if r['event'] == 'frame']
     assert [r['frame'] for r in frames] == list(range(300))
     assert frames[10]['stamp'] == pytest.approx(6.0)
+    assert frames[10]['stamp_ns'] == 6_000_000_000
     visible: dict[str, bool] = {}
     for r in records[1:]:
         name = str(r.get('object'))
@@ -118,8 +119,8 @@ def test_visible_period_thins_the_visible_records() -> None:
     every, sparse = EventLog(None, world), EventLog(None, world, visible_period_s=1.0)
     for i in range(200):
         frame = world.observe(i / 10.0)
-        every.add(frame, i, i / 10.0)
-        sparse.add(frame, i, i / 10.0)
+        every.add(frame, i, i * 100_000_000)
+        sparse.add(frame, i, i * 100_000_000)
     count = [sum(r['event'] == 'visible' for r in log.records) for log in (every, sparse)]
     assert count[1] < count[0] / 5
     appear = [[r for r in log.records if r['event'] != 'visible'] for log in (every, sparse)]

@@ -170,7 +170,7 @@ class SimCamera(Node):
         if self.jpg_pub is not None:
             self.jpg_pub.publish(self._jpeg_msg(image, stamp_ns))
         if self.log is not None and frame is not None:
-            self.log.add(frame, index, stamp_ns / 1e9)
+            self.log.add(frame, index, stamp_ns)
         self.frames += 1
 
     def _header(self, msg: Image | CompressedImage, stamp_ns: int) -> None:

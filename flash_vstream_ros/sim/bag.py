@@ -174,5 +174,5 @@ def write_world_bag(
                 writer.write(
                     jpg, stamp, jpeg_cdr(store, frame.image, stamp, frame_id, jpeg_quality)
                 )
-            log.add(frame, index, stamp / 1e9)
+            log.add(frame, index, stamp)
     return BagInfo(path=str(path), frames=frames, stamps_ns=stamps)

@@ -2,7 +2,8 @@
 
 One line per record, flushed per frame so a test can read it while the camera runs:
 ``{"event": "world", ...}`` once (seed, size, objects), then per published frame
-``{"event": "frame", "frame": i, "t": world_s, "stamp": header_s}``, and for each object
+``{"event": "frame", "frame": i, "t": world_s, "stamp": header_s, "stamp_ns": header_ns}``,
+and for each object
 ``appear`` (first frame it is visible), ``visible`` (every frame it is visible, or every
 ``visible_period_s``) and ``disappear`` (first frame it is no longer visible), each with
 ``object``, ``bbox`` [x0, y0, x1, y1) in pixels and ``pixels``.
@@ -50,9 +51,14 @@ class EventLog:
             ]
         )
 
-    def add(self, frame: Frame, index: int, stamp: float) -> list[dict[str, Any]]:
-        """Log frame ``index`` (published with header stamp ``stamp``); returns its records."""
-        base = {'frame': index, 't': round(frame.t, 9), 'stamp': round(stamp, 9)}
+    def add(self, frame: Frame, index: int, stamp_ns: int) -> list[dict[str, Any]]:
+        """Log frame ``index`` (published with header stamp ``stamp_ns``); returns its records."""
+        base = {
+            'frame': index,
+            't': round(frame.t, 9),
+            'stamp': seconds(stamp_ns),
+            'stamp_ns': int(stamp_ns),
+        }
         out: list[dict[str, Any]] = [{'event': 'frame', **base}]
         now = {s.name: s for s in frame.sightings}
         for name in sorted(self._shown - set(now)):
@@ -87,6 +93,12 @@ class EventLog:
         if self._file is not None:
             self._file.write(''.join(json.dumps(r, separators=(',', ':')) + '\n' for r in records))
             self._file.flush()
+
+
+def seconds(stamp_ns: int) -> float:
+    """A header stamp in ns as float seconds, the way the node reads it (sec + nanosec / 1e9)."""
+    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return sec + nanosec / 1e9
 
 
 def read_events(path: str | Path) -> list[dict[str, Any]]:
