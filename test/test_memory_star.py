@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 import torch
@@ -33,7 +34,7 @@ def feed(mem: StarMemory, x: torch.Tensor, cameras: tuple[str, ...] = ('cam',)) 
         mem.update(x[i], float(i), cameras[i % len(cameras)])
 
 
-def small(**changes: object) -> StarMemory:
+def small(**changes: Any) -> StarMemory:
     return StarMemory(dataclasses.replace(SMALL, **changes), D)
 
 

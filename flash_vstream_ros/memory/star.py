@@ -156,8 +156,9 @@ class StarMemory(StreamBase):
         loaded = {n: part_from_state(tensors, n, s, self.dim, k) for n, (s, k) in sizes.items()}
         buf_cap = c.buffer_frames if c.buffer_capped else None
         buffer = part_from_state(tensors, 'buffer', c.retrieved_size, self.dim, buf_cap)
+        common = self._check_common(tensors, meta)
         self.reset()
-        self._load_common(tensors, meta)
+        self._load_common(common)
         maps, prov = loaded['abstract']
         self.abstract, self.abstract_prov = maps.to(self.device, self.dtype), prov
         self.temporal.load(*loaded['temporal'])

@@ -92,7 +92,10 @@ class StreamBase:
             rng=self.generator.get_state(),
         )
 
-    def _load_common(self, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> None:
+    def _check_common(
+        self, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]
+    ) -> tuple[list[str], int, torch.Tensor]:
+        """Validated (camera names, frames seen, generator state) of a state."""
         cams = meta.get('cameras')
         frames = meta.get('frames_seen')
         if not isinstance(cams, list) or not all(isinstance(c, str) for c in cams):
@@ -102,9 +105,11 @@ class StreamBase:
         rng = tensors.get('rng')
         if rng is None or rng.dtype != torch.uint8:
             raise MemoryFileError("memory state lacks the uint8 tensor 'rng'")
-        self.generator.set_state(rng.cpu().clone())
-        self.camera_names = list(cams)
-        self.frames = frames
+        return list(cams), frames, rng.cpu().clone()
+
+    def _load_common(self, common: tuple[list[str], int, torch.Tensor]) -> None:
+        self.camera_names, self.frames, rng = common
+        self.generator.set_state(rng)
 
     def _load_buffer(self, maps: torch.Tensor, prov: Prov) -> None:
         self.buffer.load(maps, prov.start.tolist(), prov.cams.tolist())
