@@ -1,0 +1,108 @@
+"""Golden memory states: 60 seeded synthetic 16x16x8 frames from two cameras, matched exactly.
+
+The committed files in test/data/ (``golden_{kind}.safetensors`` + ``golden_{kind}.json``) hold
+the state and readout evidence of a STAR memory (paper sizes except D=8 and a 20-frame buffer,
+so the buffer wraps) and of a small synopsis memory after the stream below. A change to any
+update rule, the readout order or the state format shows up here.
+
+To regenerate after a deliberate change (and say why in the commit message)::
+
+    python test/test_memory_golden.py --regenerate
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+import sys
+from typing import Any
+
+import pytest
+from safetensors.torch import load_file, save_file
+import torch
+
+if __name__ == '__main__':  # run as a script: the source tree first on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from flash_vstream_ros.config import StarConfig, SynopsisConfig
+from flash_vstream_ros.memory import StarMemory, SynopsisMemory
+
+pytestmark = pytest.mark.unit
+
+DATA = Path(__file__).resolve().parent / 'data'
+D, N, SEED = 8, 60, 1234
+CONFIGS: dict[str, Any] = {
+    'star': StarConfig(buffer_frames=20),
+    'synopsis': SynopsisConfig(clusters=6, detail_frames=2, buffer_frames=10),
+}
+
+
+def synthetic_stream() -> list[tuple[torch.Tensor, float, str]]:
+    """Scenes that last 3-9 frames (a base map plus noise), two cameras, 0.5 s apart."""
+    g = torch.Generator().manual_seed(SEED)
+    out: list[tuple[torch.Tensor, float, str]] = []
+    scene = torch.randn(16, 16, D, generator=g)
+    left = 0
+    for i in range(N):
+        if left == 0:
+            scene = torch.randn(16, 16, D, generator=g)
+            left = int(torch.randint(3, 10, (1,), generator=g))
+        left -= 1
+        frame = scene + 0.3 * torch.randn(16, 16, D, generator=g)  # (16, 16, D)
+        out.append((frame, 100.0 + 0.5 * i, ('front', 'rear')[i % 2]))
+    return out
+
+
+def build(kind: str) -> StarMemory | SynopsisMemory:
+    cfg = CONFIGS[kind]
+    mem = StarMemory(cfg, D) if kind == 'star' else SynopsisMemory(cfg, D)
+    for frame, stamp, camera in synthetic_stream():
+        mem.update(frame, stamp, camera)
+    return mem
+
+
+def current(kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    snap = build(kind).snapshot()
+    tensors, meta = snap.state()
+    meta = dict(meta, evidence=[dataclasses.asdict(e) for e in snap.readout().evidence])
+    return tensors, json.loads(json.dumps(meta))
+
+
+def regenerate() -> None:
+    DATA.mkdir(exist_ok=True)
+    for kind in CONFIGS:
+        tensors, meta = current(kind)
+        save_file(tensors, str(DATA / f'golden_{kind}.safetensors'))
+        (DATA / f'golden_{kind}.json').write_text(json.dumps(meta, indent=1) + '\n')
+
+
+@pytest.mark.parametrize('kind', list(CONFIGS))
+def test_golden_state(kind: str) -> None:
+    want = load_file(str(DATA / f'golden_{kind}.safetensors'))
+    want_meta = json.loads((DATA / f'golden_{kind}.json').read_text())
+    got, got_meta = current(kind)
+    assert got_meta == want_meta
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key].dtype == want[key].dtype, key
+        assert torch.equal(got[key], want[key]), key
+
+
+@pytest.mark.parametrize('kind', list(CONFIGS))
+def test_golden_state_loads_and_reads_out_the_same(kind: str) -> None:
+    tensors = load_file(str(DATA / f'golden_{kind}.safetensors'))
+    meta = json.loads((DATA / f'golden_{kind}.json').read_text())
+    cfg = CONFIGS[kind]
+    mem = StarMemory(cfg, D) if kind == 'star' else SynopsisMemory(cfg, D)
+    mem.load_state(tensors, meta)
+    evidence = [dataclasses.asdict(e) for e in mem.snapshot().readout().evidence]
+    assert json.loads(json.dumps(evidence)) == meta['evidence']
+
+
+if __name__ == '__main__':
+    if sys.argv[1:] != ['--regenerate']:
+        sys.exit(f'usage: python {sys.argv[0]} --regenerate')
+    torch.set_num_threads(1)
+    regenerate()
+    print(f'wrote golden memory states to {DATA}')
