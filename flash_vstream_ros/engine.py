@@ -246,6 +246,10 @@ class Engine:
         self._counters.add('frames_rejected')
         log.debug('frame rejected: %s', reason)
 
+    def pending(self) -> int:
+        """Frames queued and not yet taken by the worker (offline replay paces on this)."""
+        return len(self._queue)
+
     def wait_idle(self, timeout: float) -> bool:
         """True once every submitted frame has been ingested (or dropped)."""
         return self._queue.wait_idle(timeout)

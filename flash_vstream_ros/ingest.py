@@ -52,10 +52,14 @@ class RateSampler:
 
     Stamps, not arrival times, decide, so a bag replayed at any speed samples the same frames.
     A frame older than the last kept frame of its camera is refused (``'stamp goes back'``).
+    A tolerance of 1 % of the period absorbs stamp rounding and jitter (25 fps video sampled
+    at 5 Hz keeps every 5th frame even when the stamps are 0.19999 s apart).
     """
 
+    TOLERANCE = 0.01
+
     def __init__(self, rate_hz: float) -> None:
-        self._period = 1.0 / rate_hz if rate_hz > 0 else 0.0
+        self._period = (1.0 - self.TOLERANCE) / rate_hz if rate_hz > 0 else 0.0
         self._last: dict[str, float] = {}
 
     def decide(self, stamp: float, camera: str) -> str:
@@ -92,6 +96,10 @@ class FrameQueue:
             self._items.append(frame)
             self._cond.notify_all()
             return not dropped
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
 
     def take(self, most: int, timeout: float) -> list[Frame]:
         """Up to ``most`` frames (oldest first); [] after ``timeout`` s or once closed."""

@@ -25,11 +25,12 @@ import os
 from pathlib import Path
 import struct
 import tempfile
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from flash_vstream_ros.errors import MemoryFileError
+
+if TYPE_CHECKING:  # torch is imported where tensors are handled: `info` stays quick
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,8 @@ def _fsync_folder(folder: Path) -> None:
 
 def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     """sha256 over every tensor's name, dtype, shape and bytes (names sorted)."""
+    import torch
+
     digest = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().to('cpu').contiguous()

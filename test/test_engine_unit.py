@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 import threading
 import time
+from typing import Any
 
 from _engine_fakes import FakeModel, fake_build_memory
 import numpy as np
@@ -25,8 +26,8 @@ from flash_vstream_ros.memory.base import TimeWindow
 pytestmark = pytest.mark.unit
 
 
-def make_engine(model: FakeModel | None = None, **overrides: object) -> Engine:
-    flat = {'engine.ingest_rate_hz': 0.0, 'engine.frame_queue_size': 1000}
+def make_engine(model: FakeModel | None = None, /, **overrides: Any) -> Engine:
+    flat: dict[str, object] = {'engine.ingest_rate_hz': 0.0, 'engine.frame_queue_size': 1000}
     flat.update(overrides)
     cfg = with_overrides(AppConfig(), flat)
     return Engine(cfg, model or FakeModel(), memory_factory=fake_build_memory)

@@ -170,7 +170,7 @@ def test_old_file_survives_sigkill_mid_save(tmp_path: Path) -> None:
 
 
 def make_engine(tmp_path: Path, **flat: object) -> Engine:
-    base = {'engine.ingest_rate_hz': 0.0, 'engine.frame_queue_size': 100}
+    base: dict[str, object] = {'engine.ingest_rate_hz': 0.0, 'engine.frame_queue_size': 100}
     base.update(flat)
     return Engine(with_overrides(AppConfig(), base), FakeModel(), memory_factory=fake_build_memory)
 
