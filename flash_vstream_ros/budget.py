@@ -3,8 +3,8 @@
 The estimate adds five parts (bytes):
 
 * weights: parameter count x dtype bytes (a loaded model's ``parameter_bytes()`` when given);
-* memory state: per memory (one per camera with ``memory.per_camera``) the readout tokens plus
-  the feature buffer, x the encoder's feature width x dtype bytes;
+* memory state: per memory (one per camera with ``memory.per_camera``) the stored maps and the
+  feature buffer with its retrieval keys (:func:`memory_tokens`), x feature width x dtype bytes;
 * KV cache of one answer: layers x 2 x KV heads x head dim x (visual tokens + prompt +
   ``generation.max_new_tokens``) x dtype bytes;
 * activations: the encoder on a batch of ``engine.max_encode_batch`` frames (uploaded uint8
@@ -35,7 +35,9 @@ from flash_vstream_ros.model_specs import (
     EncoderShape,
     LanguageModelShape,
     ModelSpec,
+    encoder_shape,
     find_spec,
+    lm_shape,
 )
 
 LOG = logging.getLogger(__name__)
@@ -74,16 +76,30 @@ class ModelInfo:
 
     @classmethod
     def from_model(cls, model: Any, cfg: AppConfig) -> ModelInfo:
-        """A loaded VisionLanguageModel: measured weights, shapes from the known specs."""
-        spec = find_spec(cfg.model.family, cfg.model.path)
+        """A loaded VisionLanguageModel: measured weights; shapes from its transformers
+        configs when it exposes them (the v1 and LLaVA backends do), else the known specs."""
+        configs = _hf_configs(model)
+        if configs is not None:
+            feature_dim = int(model.feature_dim)
+            lm, encoder = lm_shape(configs[0]), encoder_shape(configs[1], feature_dim)
+            name = str(getattr(model, 'name', '') or cfg.model.path or cfg.model.family)
+        else:
+            spec = find_spec(cfg.model.family, cfg.model.path)
+            lm, encoder, name = spec.lm, spec.encoder, spec.name
         return cls(
-            spec.name,
-            int(model.parameter_bytes()),
-            int(model.feature_dim),
-            spec.lm,
-            spec.encoder,
-            measured=True,
+            name, int(model.parameter_bytes()), int(model.feature_dim), lm, encoder, measured=True
         )
+
+
+def _hf_configs(model: Any) -> tuple[Any, Any] | None:
+    """(text config, vision config) of a loaded backend, None when it shows none."""
+    modules = getattr(model, 'modules', None)  # FlashVStreamModel: V1Modules(lm, vision)
+    if modules is not None and getattr(modules, 'vision', None) is not None:
+        return modules.lm.config, modules.vision.config
+    config = getattr(getattr(model, 'model', None), 'config', None)  # LlavaModel
+    if config is not None and hasattr(config, 'text_config'):
+        return config.text_config, config.vision_config
+    return None
 
 
 @dataclass(frozen=True)
@@ -148,20 +164,33 @@ def camera_count(cfg: AppConfig) -> int:
 
 
 def memory_tokens(memory: MemoryConfig) -> tuple[int, int]:
-    """(readout tokens, feature buffer tokens) of one memory."""
+    """(readout tokens, stored tokens) of one full memory.
+
+    Stored, as the memories keep them: STAR holds the abstract, temporal and spatial maps, and
+    per buffered frame its retrieval map (retrieved_size^2) and its key at temporal resolution
+    (temporal_size^2); the retrieved key frames are buffer entries, not copies. Synopsis holds
+    its clusters, and per buffered frame the detail map and a key at cluster resolution.
+    """
     if memory.kind == 'star':
         star = memory.star
-        return star.token_count, star.buffer_frames * star.retrieved_size**2
+        parts = (
+            star.abstract_slots * star.abstract_size**2
+            + star.temporal_clusters * star.temporal_size**2
+            + star.spatial_frames * star.spatial_size**2
+        )
+        per_frame = star.retrieved_size**2 + star.temporal_size**2
+        return star.token_count, parts + star.buffer_frames * per_frame
     syn = memory.synopsis
-    return syn.token_count, syn.buffer_frames * syn.detail_size**2
+    per_frame = syn.detail_size**2 + syn.cluster_size**2
+    return syn.token_count, syn.clusters * syn.cluster_size**2 + syn.buffer_frames * per_frame
 
 
 def memory_state_bytes(
     memory: MemoryConfig, feature_dim: int, dtype_bytes: int, memories: int = 1
 ) -> int:
-    """Bytes of ``memories`` full memories (readout tokens + feature buffer)."""
-    readout, buffer = memory_tokens(memory)
-    return memories * (readout + buffer) * feature_dim * dtype_bytes
+    """Bytes of ``memories`` full memories (what MemorySnapshot.nbytes reports when full)."""
+    _, stored = memory_tokens(memory)
+    return memories * stored * feature_dim * dtype_bytes
 
 
 def kv_cache_bytes(lm: LanguageModelShape, tokens: int, dtype_bytes: int) -> int:
@@ -170,10 +199,12 @@ def kv_cache_bytes(lm: LanguageModelShape, tokens: int, dtype_bytes: int) -> int
 
 
 def encoder_activation_bytes(enc: EncoderShape, batch: int, dtype_bytes: int) -> int:
-    """One encoder layer on a batch, plus the uploaded frames and their float copies."""
+    """The encoder on a batch: uploaded frames and their float copies, the hidden states of
+    every layer (the backends ask for output_hidden_states) and one layer's workspace."""
     frames = batch * MAX_FRAME_PIXELS * 3 * (1 + 4)  # uint8 upload + float32 resize input
-    hidden = batch * enc.tokens * (6 * enc.hidden + 2 * enc.intermediate) * dtype_bytes
-    return frames + hidden
+    kept = (enc.layers + 1) * enc.hidden
+    work = 6 * enc.hidden + 2 * enc.intermediate
+    return frames + batch * enc.tokens * (kept + work) * dtype_bytes
 
 
 def prefill_activation_bytes(lm: LanguageModelShape, tokens: int, dtype_bytes: int) -> int:
@@ -197,7 +228,7 @@ def estimate(
     cameras = camera_count(cfg)
     memories = cameras if cfg.memory.per_camera else 1
     readout, _ = memory_tokens(cfg.memory)
-    visual = readout * memories  # a question over every camera reads every memory
+    visual = cfg.engine.max_visual_tokens or readout  # the engine's per-question token budget
     prompt = PROMPT_TEMPLATE_TOKENS + cfg.generation.max_question_chars // CHARS_PER_TOKEN
     context = visual + prompt + cfg.generation.max_new_tokens
     kv = kv_cache_bytes(info.lm, context, nbytes)
@@ -317,20 +348,24 @@ def profile_estimates(
 # --------------------------------------------------------------------------- the node's entry
 
 
-def enforce_budget(cfg: AppConfig, model: Any | None = None) -> BudgetEstimate:
+def enforce_budget(cfg: AppConfig, model: Any | None = None) -> BudgetEstimate | None:
     """Estimate ``cfg`` (with the loaded ``model`` when given), check it, log and return it.
 
     Call it at configure: once before loading the model (``model=None``: sizes from the known
-    specs, so an impossible profile is refused before any weight is read) and once after, with
+    specs or the local checkpoint's config.json, so an impossible profile is refused before any
+    weight is read; None when the model's size is unknown before loading) and once after, with
     the loaded model (measured weights). Raises GpuBudgetError or ConfigError.
     """
     device = _model_device(model) if model is not None else resolve_device(cfg.model.device)
     dtype_bytes = DTYPE_BYTES[dtype_name(cfg.model.dtype, device)]
-    info = (
-        ModelInfo.from_model(model, cfg)
-        if model is not None
-        else ModelInfo.from_spec(find_spec(cfg.model.family, cfg.model.path), dtype_bytes)
-    )
+    if model is not None:
+        info = ModelInfo.from_model(model, cfg)
+    else:
+        try:
+            info = ModelInfo.from_spec(find_spec(cfg.model.family, cfg.model.path), dtype_bytes)
+        except ConfigError as exc:
+            LOG.info('GPU budget checked after loading: %s', exc)
+            return None
     est = estimate(cfg, info, device=device)
     total = device_total_memory() if device == 'cuda' else None
     check(cfg, est, device_total_bytes=total)

@@ -33,7 +33,7 @@ def _lm_and_encoder(name: str) -> tuple[Any, Any, int]:
     import transformers as tf
 
     if name == 'orin_nano':
-        lm_cfg = tf.Qwen2Config(
+        lm_cfg: Any = tf.Qwen2Config(
             vocab_size=151936,
             hidden_size=896,
             intermediate_size=4864,
@@ -42,7 +42,7 @@ def _lm_and_encoder(name: str) -> tuple[Any, Any, int]:
             num_key_value_heads=2,
             tie_word_embeddings=True,
         )
-        enc_cfg = tf.SiglipVisionConfig(
+        enc_cfg: Any = tf.SiglipVisionConfig(
             hidden_size=1152,
             intermediate_size=4304,
             num_hidden_layers=26,
@@ -77,7 +77,7 @@ def _encode(encoder: Any, side: int, batch: int) -> None:
     x = F.interpolate(x.float(), size=(side, side), mode='bilinear', antialias=True)
     x = ((x / 255.0 - 0.5) / 0.5).half()  # (B, 3, side, side)
     with torch.inference_mode():
-        encoder(pixel_values=x)
+        encoder(pixel_values=x, output_hidden_states=True)  # as the backends call it
 
 
 def _generate(lm: Any, tokens: int, new_tokens: int) -> None:

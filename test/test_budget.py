@@ -60,15 +60,21 @@ def test_kv_cache_is_layers_x_2_x_tokens_x_width() -> None:
 
 def test_memory_state_counts_readout_and_buffer_per_camera() -> None:
     cfg = with_overrides(AppConfig(), {'ros.image_topics': ['a', 'b']})
-    one = memory_state_bytes(cfg.memory, 1024, 2)
-    assert one == (681 + 300 * 64) * 1024 * 2
-    tiny_width = estimate(cfg, device='cuda').memory_state // 2 // 2 // (681 + 300 * 64)
-    assert tiny_width == 64
+    stored = 25 + 25 * 16 + 64 + 300 * (64 + 16)  # parts + buffer maps and their keys
+    assert memory_state_bytes(cfg.memory, 1024, 2) == stored * 1024 * 2
+    assert estimate(cfg, device='cuda').memory_state == 2 * stored * 64 * 2  # tiny: D = 64
     shared = with_overrides(cfg, {'memory.per_camera': False})
     assert (
         estimate(shared, device='cuda').memory_state * 2
         == estimate(cfg, device='cuda').memory_state
     )
+
+
+def test_visual_tokens_follow_the_engine_budget_not_the_camera_count() -> None:
+    cfg = with_overrides(AppConfig(), {'ros.image_topics': ['a', 'b', 'c']})
+    assert estimate(cfg, device='cuda').visual_tokens == 681  # shared by the cameras asked
+    capped = with_overrides(cfg, {'engine.max_visual_tokens': 300})
+    assert estimate(capped, device='cuda').visual_tokens == 300
 
 
 def test_measured_weights_replace_the_table() -> None:
@@ -121,10 +127,13 @@ def test_enforce_budget_with_a_loaded_model(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(budget, 'device_total_memory', lambda index=None: 1024 * MIB)
     cfg = with_overrides(AppConfig(), {'gpu.overhead_mb': 0, 'engine.max_encode_batch': 1})
     est = enforce_budget(cfg, FakeModel(nbytes=10 * MIB))
+    assert est is not None
     assert est.weights == 10 * MIB
     with pytest.raises(GpuBudgetError, match='device memory 1,024 MiB'):
         enforce_budget(cfg, FakeModel(nbytes=2048 * MIB))
-    assert enforce_budget(cfg, FakeModel(nbytes=2048 * MIB, device='cpu')).device == 'cpu'
+    on_cpu = enforce_budget(cfg, FakeModel(nbytes=2048 * MIB, device='cpu'))
+    assert on_cpu is not None
+    assert on_cpu.device == 'cpu'
 
 
 def test_table_has_a_row_per_profile(capsys: pytest.CaptureFixture[str]) -> None:
