@@ -22,7 +22,7 @@ NODE_NAME = 'flash_vstream'
 ARGUMENTS: dict[str, tuple[str, str]] = {
     'params_file': ('', 'Parameters YAML (default: share/flash_vstream_ros/config/default.yaml)'),
     'namespace': ('', 'Namespace of the node (its topics, services and action move with it)'),
-    'image_topic': ('image_raw', 'Camera topic remapped onto the node\'s image_raw subscription'),
+    'image_topic': ('image_raw', "Camera topic remapped onto the node's image_raw subscription"),
     'use_sim_time': ('false', 'Use /clock (simulation or bag replay)'),
     'log_level': ('info', 'Logging level of the node'),
 }
@@ -56,7 +56,8 @@ def node_parameters(params_file: Any, use_sim_time: Any) -> list[Any]:
 
 
 def generate_launch_description() -> Any:
-    from launch import LaunchDescription
+    # (mypy, run in the repository root, takes this launch/ folder for the launch package)
+    from launch import LaunchDescription  # type: ignore[attr-defined,unused-ignore]
     from launch.actions import DeclareLaunchArgument
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
@@ -65,14 +66,22 @@ def generate_launch_description() -> Any:
     args = launch_arguments()
     config = {name: LaunchConfiguration(name) for name in args}
     sim_time = ParameterValue(config['use_sim_time'], value_type=bool)
-    return LaunchDescription([
-        *(DeclareLaunchArgument(name, default_value=default, description=description)
-          for name, (default, description) in args.items()),
-        Node(
-            package=PACKAGE, executable=EXECUTABLE, name=NODE_NAME,
-            namespace=config['namespace'], output='screen', emulate_tty=True,
-            parameters=node_parameters(config['params_file'], sim_time),
-            remappings=remappings(config['image_topic']),
-            arguments=['--ros-args', '--log-level', config['log_level']],
-        ),
-    ])
+    return LaunchDescription(
+        [
+            *(
+                DeclareLaunchArgument(name, default_value=default, description=description)
+                for name, (default, description) in args.items()
+            ),
+            Node(
+                package=PACKAGE,
+                executable=EXECUTABLE,
+                name=NODE_NAME,
+                namespace=config['namespace'],
+                output='screen',
+                emulate_tty=True,
+                parameters=node_parameters(config['params_file'], sim_time),
+                remappings=remappings(config['image_topic']),
+                arguments=['--ros-args', '--log-level', config['log_level']],
+            ),
+        ]
+    )

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Create (if missing) a virtual environment and install this package into it with pip.
+#
+#   scripts/setup_venv.sh [VENV_DIR]      default: .venv in the repository
+#
+# 1. torch FIRST (TORCH_SPEC, default torch==2.13.0): pip then keeps it, so the package's
+#    `torch>=2.1` never pulls another build. On the project's machines torch==2.13.0 resolves to
+#    the CPU wheel on disk. Elsewhere choose your build, e.g. the CPU one from PyTorch's CPU wheel
+#    index (TORCH_SPEC=torch==2.13.0 PIP_EXTRA_INDEX_URL=<that index>), or on a Jetson NVIDIA's
+#    JetPack wheel installed beforehand (it is kept: an importable torch is never replaced).
+# 2. `pip install .[EXTRAS]` (EXTRAS default: test): builds the ROS 2 interfaces with
+#    scikit-build-core + ament_cmake against the ROS 2 Kilted PyPI wheels (about 1-2 min).
+# Nothing pulls torchvision or a CUDA build.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${1:-$ROOT/.venv}
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+EXTRAS=${EXTRAS:-test}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "setup_venv: creating $VENV with $($PYTHON --version 2>&1)"
+    "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip)
+
+if "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
+    echo "setup_venv: keeping torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"
+else
+    echo "setup_venv: installing $TORCH_SPEC"
+    "${PIP[@]}" install -q "$TORCH_SPEC"
+fi
+
+echo "setup_venv: pip install $ROOT[$EXTRAS]"
+"${PIP[@]}" install -q "$ROOT[$EXTRAS]"
+"$VENV/bin/python" - <<'PY'
+from flash_vstream_ros.action import AskStream  # noqa: F401
+from flash_vstream_ros.msg import Evidence, MemoryStatus  # noqa: F401
+from flash_vstream_ros.srv import Ask, MemoryFile  # noqa: F401
+import rclpy  # noqa: F401
+import torch
+
+print(f'setup_venv: ok (torch {torch.__version__}, interfaces importable)')
+PY
