@@ -148,3 +148,9 @@ def test_cli_reports_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[st
     bad.write_text('model: {family: gpt}\n')
     assert budget.main([str(bad)]) == 2
     assert "'gpt'" in capsys.readouterr().err
+
+
+def test_docs_table_is_current() -> None:
+    docs = (Path(__file__).resolve().parents[1] / 'docs' / 'install.md').read_text()
+    table = budget.markdown_table(budget.profile_estimates())
+    assert table in docs, 'regenerate with: python -m flash_vstream_ros.budget --table'
