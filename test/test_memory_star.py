@@ -92,7 +92,11 @@ def test_hand_case_weighted_vs_unweighted() -> None:
                            dtype=torch.float32)  # fmt: skip
         prov = Prov.frame(0.0, 1).cat(Prov.frame(1.0, 1))
         prov = dataclasses.replace(prov, weight=torch.tensor([10.0, 1.0], dtype=torch.float64))
-        store.load(torch.tensor([0.0, 1.0]).reshape(2, 1, 1, 1), prov)
+        store.load(
+            torch.tensor([0.0, 1.0]).reshape(2, 1, 1, 1),
+            prov,
+            torch.tensor([[0.0, 1.0], [1.0, 0.0]]),
+        )
         store.add(torch.full((1, 1, 1), 2.2), Prov.frame(2.0, 1))
         assert store.prov.weight.sum().item() == 12.0
         return [e.item() for e in store.elements]

@@ -76,8 +76,9 @@ class MemorySnapshot(Protocol):
         """Part name -> (tokens held, token budget), in readout order."""
         ...
 
-    def readout(self, window: TimeWindow | None = None,
-                cameras: Collection[str] | None = None) -> Readout:
+    def readout(
+        self, window: TimeWindow | None = None, cameras: Collection[str] | None = None
+    ) -> Readout:
         """Tokens restricted to elements that overlap ``window`` and come from ``cameras``."""
         ...
 

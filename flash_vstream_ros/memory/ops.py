@@ -49,16 +49,21 @@ def merge_costs(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def best_merge(x: torch.Tensor, w: torch.Tensor) -> tuple[int, int]:
-    """The pair (i, j), i < j, whose merge costs least; ties go to the first in row-major order.
+    """The pair (i, j), i < j, of points x (N, P) with weights w (N,) whose merge costs least.
 
     With K+1 weighted points and K clusters, merging this pair is the exact optimum of weighted
     k-means: every other point stays a singleton (cost 0).
     """
-    n = x.shape[0]
-    cost = merge_costs(x, w)  # (N, N)
-    upper = torch.ones(n, n, dtype=torch.bool, device=x.device).triu_(1)
-    cost = cost.masked_fill(~upper, math.inf)
-    flat = int(torch.argmin(cost).item())
+    return ward_pair(self_sq_dists(x), w)
+
+
+def ward_pair(dist: torch.Tensor, w: torch.Tensor) -> tuple[int, int]:
+    """best_merge from cached squared distances dist (N, N); ties: first in row-major order."""
+    n = dist.shape[0]
+    w32 = w.float()
+    cost = w32[:, None] * w32[None, :] / (w32[:, None] + w32[None, :]) * dist  # (N, N)
+    upper = torch.ones(n, n, dtype=torch.bool, device=dist.device).triu_(1)
+    flat = int(torch.argmin(cost.masked_fill(~upper, math.inf)).item())
     return flat // n, flat % n
 
 

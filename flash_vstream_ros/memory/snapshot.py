@@ -42,6 +42,7 @@ class PartView:
     elements: tuple[torch.Tensor, ...]
     prov: Prov
     by_time: bool  # readout sorted by mean stamp (else storage order)
+    dist: torch.Tensor | None = None  # (n, n) merge-distance cache of a cluster part
 
     @property
     def tokens_per_element(self) -> int:
@@ -56,7 +57,15 @@ class BufferView:
     capacity: int
     elements: tuple[torch.Tensor, ...]  # each (s, s, D)
     keys: tuple[torch.Tensor, ...]  # each (P,): the map pooled to the clusters' side
-    prov: Prov
+    stamps: tuple[float, ...]
+    cams: tuple[int, ...]  # camera bits
+
+    @cached_property
+    def prov(self) -> Prov:
+        """Frame provenance, built on first use (taking a snapshot stays a few tuple copies)."""
+        s = torch.tensor(self.stamps, dtype=torch.float64)
+        cams = torch.tensor(self.cams, dtype=torch.long)
+        return Prov(s, torch.ones_like(s), s, s, cams)
 
     def as_part(self) -> PartView:
         return PartView('buffer', self.side, self.capacity, self.elements, self.prov, False)
@@ -237,6 +246,8 @@ def _part_tensors(part: PartView, dim: int, dtype: torch.dtype) -> dict[str, tor
     out = {f'{part.name}.maps': maps.contiguous()}
     for f in Prov.FIELDS:
         out[f'{part.name}.{f}'] = getattr(part.prov, f).clone()
+    if part.dist is not None:
+        out[f'{part.name}.dist'] = part.dist.cpu()
     return out
 
 
@@ -291,3 +302,14 @@ def part_from_state(
             )
         fields.append(t.to('cpu', torch.long if f == 'cams' else torch.float64))
     return maps, Prov(*fields)
+
+
+def dist_from_state(tensors: Mapping[str, torch.Tensor], name: str, n: int) -> torch.Tensor:
+    """The validated (n, n) distance cache of cluster part ``name``."""
+    dist = tensors.get(f'{name}.dist')
+    if dist is None or tuple(dist.shape) != (n, n) or not dist.is_floating_point():
+        got = None if dist is None else tuple(dist.shape)
+        raise MemoryFileError(
+            f'memory state tensor {name}.dist has shape {got}, expected ({n}, {n}) floats'
+        )
+    return dist

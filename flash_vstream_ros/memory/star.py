@@ -32,6 +32,7 @@ from flash_vstream_ros.memory.snapshot import (
     PartView,
     Snapshot,
     check_meta,
+    dist_from_state,
     part_from_state,
 )
 from flash_vstream_ros.memory.stream import StreamBase
@@ -117,14 +118,7 @@ class StarMemory(StreamBase):
     def snapshot(self) -> Snapshot:
         c = self.cfg
         buffer = self.buffer.view(c.buffer_frames)
-        temporal = PartView(
-            'temporal',
-            c.temporal_size,
-            c.temporal_clusters,
-            self.temporal.elements,
-            self.temporal.prov,
-            True,
-        )
+        temporal = self.temporal.view('temporal', c.temporal_clusters)
         parts = (
             PartView(
                 'abstract',
@@ -154,6 +148,7 @@ class StarMemory(StreamBase):
             'spatial': (c.spatial_size, c.spatial_frames),
         }
         loaded = {n: part_from_state(tensors, n, s, self.dim, k) for n, (s, k) in sizes.items()}
+        dist = dist_from_state(tensors, 'temporal', loaded['temporal'][0].shape[0])
         buf_cap = c.buffer_frames if c.buffer_capped else None
         buffer = part_from_state(tensors, 'buffer', c.retrieved_size, self.dim, buf_cap)
         common = self._check_common(tensors, meta)
@@ -161,7 +156,7 @@ class StarMemory(StreamBase):
         self._load_common(common)
         maps, prov = loaded['abstract']
         self.abstract, self.abstract_prov = maps.to(self.device, self.dtype), prov
-        self.temporal.load(*loaded['temporal'])
+        self.temporal.load(*loaded['temporal'], dist)
         maps, prov = loaded['spatial']
         self.spatial, self.spatial_prov = tuple(maps.to(self.device, self.dtype)), prov
         self._load_buffer(*buffer)

@@ -2,8 +2,9 @@
 
 Elements (maps) are immutable tensors: an update replaces an element by a new tensor, never
 writes into one, so a snapshot holding the old tuple of elements stays valid for free. The
-cluster store also keeps a writer-private float32 matrix of its elements (updated in place)
-for the merge distances; it is derived exactly from the elements and rebuilt on load.
+cluster store also keeps writer-private float32 caches, updated in place: its elements as rows
+of a matrix and their pairwise squared distances, so a merge step costs O(K P) (two
+matrix-vector products), not O(K^2 P). The distance cache is part of the saved state.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 
 from flash_vstream_ros.memory import ops
 from flash_vstream_ros.memory.prov import Prov
-from flash_vstream_ros.memory.snapshot import BufferView
+from flash_vstream_ros.memory.snapshot import BufferView, PartView
 
 
 class ClusterSet:
@@ -46,49 +47,80 @@ class ClusterSet:
     def reset(self) -> None:
         self.elements: tuple[torch.Tensor, ...] = ()  # each (s, s, D)
         self.prov = Prov.empty()
-        p = self.side * self.side * self.dim
-        self.mat = torch.zeros(self.k + 1, p, dtype=torch.float32, device=self.device)  # (K+1, P)
+        k1, p = self.k + 1, self.side * self.side * self.dim
+        self.mat = torch.zeros(k1, p, dtype=torch.float32, device=self.device)  # (K+1, P)
+        self.sqn = torch.zeros(k1, dtype=torch.float32, device=self.device)  # (K+1,) |row|^2
+        self.dist = torch.zeros(k1, k1, dtype=torch.float32, device=self.device)  # (K+1, K+1)
 
     def __len__(self) -> int:
         return len(self.elements)
 
-    def load(self, maps: torch.Tensor, prov: Prov) -> None:
-        """maps (n, s, s, D) with n <= k."""
+    def load(self, maps: torch.Tensor, prov: Prov, dist: torch.Tensor) -> None:
+        """maps (n, s, s, D) with n <= k, and their pairwise distance cache dist (n, n)."""
         self.reset()
+        n = maps.shape[0]
         self.elements = tuple(maps.to(self.device, self.dtype).unbind(0))
         self.prov = prov
-        if self.elements:
-            self.mat[: len(self.elements)] = maps.reshape(len(self.elements), -1).float()
+        rows = torch.stack(self.elements).reshape(n, -1).float() if n else self.mat[:0]
+        self.mat[:n] = rows
+        for r in range(n):  # the very op of _set_row, so the caches match bit for bit
+            self.sqn[r] = torch.dot(rows[r], rows[r])
+        self.dist[:n, :n] = dist.to(self.device, torch.float32)
+
+    def view(self, name: str, capacity: int) -> PartView:
+        """An immutable view for a snapshot (the small distance cache is copied)."""
+        n = len(self.elements)
+        dist = self.dist[:n, :n].clone()
+        return PartView(name, self.side, capacity, self.elements, self.prov, True, dist)
 
     def add(self, point: torch.Tensor, prov: Prov) -> None:
         """Fold one frame map (s, s, D) with its provenance (one element) in."""
         n = len(self.elements)
-        self.mat[n] = point.reshape(-1).float()
         if n < self.k:
+            self._set_row(n, point)
             self.elements = (*self.elements, point)
             self.prov = self.prov.cat(prov)
         elif self.weighted:
+            self._set_row(n, point)
             self._merge_step(point, prov)
         else:
+            self.mat[n] = point.reshape(-1).float()
             self._lloyd_step(prov)
+
+    def _set_row(self, r: int, point: torch.Tensor) -> None:
+        """Row r <- point, and its squared distances to every row: one pass over mat."""
+        x = point.reshape(-1).float()  # (P,)
+        self.mat[r] = x
+        self.sqn[r] = torch.dot(x, x)
+        d = (self.sqn + self.sqn[r] - 2.0 * (self.mat @ x)).clamp_min_(0.0)  # (K+1,)
+        d[r] = 0.0
+        self.dist[r] = d
+        self.dist[:, r] = d
+
+    def _move_row(self, src: int, dst: int) -> None:
+        self.mat[dst] = self.mat[src]
+        self.sqn[dst] = self.sqn[src]
+        self.dist[dst] = self.dist[src]
+        self.dist[:, dst] = self.dist[:, src]
+        self.dist[dst, dst] = 0.0
 
     def _merge_step(self, point: torch.Tensor, prov: Prov) -> None:
         k = self.k
-        weights = torch.cat([self.prov.weight, prov.weight]).to(self.device)  # (K+1,)
-        i, j = ops.best_merge(self.mat, weights)  # i < j <= K
+        weights = torch.cat([self.prov.weight, prov.weight])  # (K+1,) float64 on CPU
+        i, j = ops.ward_pair(self.dist, weights.to(self.device, torch.float32))  # i < j <= K
         elems = (*self.elements, point)
         wi, wj = float(weights[i]), float(weights[j])
         merged = ops.weighted_merge(elems[i].reshape(-1), elems[j].reshape(-1), wi, wj)
+        merged = merged.reshape(point.shape)
         labels = torch.arange(k + 1)
         labels[j] = i
-        if j < k:
-            labels[k] = j  # the new frame takes the freed slot
         new_elems = list(self.elements)
-        new_elems[i] = merged.reshape(point.shape)
-        if j < k:
+        new_elems[i] = merged
+        if j < k:  # the new frame takes the freed slot
+            labels[k] = j
             new_elems[j] = point
-            self.mat[j] = self.mat[k]
-        self.mat[i] = merged.float()
+            self._move_row(k, j)
+        self._set_row(i, merged)
         self.elements = tuple(new_elems)
         self.prov = self.prov.cat(prov).aggregate(labels, k)
 
@@ -107,6 +139,8 @@ class ClusterSet:
         maps = cent.to(self.dtype).reshape(-1, self.side, self.side, self.dim)  # (K', s, s, D)
         self.elements = tuple(maps.unbind(0))
         self.mat[: len(self.elements)] = cent
+        self.sqn.zero_()  # the merge caches are unused on this path
+        self.dist.zero_()
         self.prov = merged_prov.take(torch.nonzero(keep).squeeze(1))
 
 
@@ -157,15 +191,13 @@ class FrameBuffer:
     def view(self, capacity: int) -> BufferView:
         """An immutable oldest-first view (shares the map tensors)."""
         h = self.head
-        stamps = torch.tensor(self.stamps[h:] + self.stamps[:h], dtype=torch.float64)
-        cams = torch.tensor(self.cams[h:] + self.cams[:h], dtype=torch.long)
-        prov = Prov(stamps, torch.ones_like(stamps), stamps, stamps, cams)
         return BufferView(
             self.side,
             capacity,
             tuple(self.slots[h:] + self.slots[:h]),
             tuple(self.keys[h:] + self.keys[:h]),
-            prov,
+            tuple(self.stamps[h:] + self.stamps[:h]),
+            tuple(self.cams[h:] + self.cams[:h]),
         )
 
     def load(self, maps: torch.Tensor, stamps: list[float], cams: list[int]) -> None:

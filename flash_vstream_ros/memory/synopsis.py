@@ -23,9 +23,9 @@ from flash_vstream_ros.memory import ops
 from flash_vstream_ros.memory.prov import Prov
 from flash_vstream_ros.memory.snapshot import (
     KeyFrames,
-    PartView,
     Snapshot,
     check_meta,
+    dist_from_state,
     part_from_state,
 )
 from flash_vstream_ros.memory.stream import StreamBase
@@ -67,14 +67,7 @@ class SynopsisMemory(StreamBase):
     def snapshot(self) -> Snapshot:
         c = self.cfg
         buffer = self.buffer.view(c.buffer_frames)
-        synopsis = PartView(
-            'synopsis',
-            c.cluster_size,
-            c.clusters,
-            self.synopsis.elements,
-            self.synopsis.prov,
-            True,
-        )
+        synopsis = self.synopsis.view('synopsis', c.clusters)
         detail = KeyFrames('detail', c.detail_frames, 'paper', True, synopsis, buffer)
         return self._snapshot((synopsis, detail), buffer)
 
@@ -85,9 +78,10 @@ class SynopsisMemory(StreamBase):
         c = self.cfg
         check_meta(meta, self.kind, self.config_dict(), self.dim)
         synopsis = part_from_state(tensors, 'synopsis', c.cluster_size, self.dim, c.clusters)
+        dist = dist_from_state(tensors, 'synopsis', synopsis[0].shape[0])
         buffer = part_from_state(tensors, 'buffer', c.detail_size, self.dim, c.buffer_frames)
         common = self._check_common(tensors, meta)
         self.reset()
         self._load_common(common)
-        self.synopsis.load(*synopsis)
+        self.synopsis.load(*synopsis, dist)
         self._load_buffer(*buffer)
