@@ -11,15 +11,18 @@ cd "$(dirname "$0")/.."
 paths=("$@")
 if [ ${#paths[@]} -eq 0 ]; then
   paths=(flash_vstream_ros)
-  for p in launch scripts test; do [ -d "$p" ] && paths+=("$p"); done
+  for p in launch scripts test benchmarks; do [ -d "$p" ] && paths+=("$p"); done
 fi
 
+# vermin has no `python -m vermin` entry: take the executable on PATH or beside python3.
+VERMIN=${VERMIN:-$(command -v vermin || echo "$(dirname "$(command -v python3)")/vermin")}
+RUFF=${RUFF:-$(command -v ruff || echo "$(dirname "$(command -v python3)")/ruff")}
+
 echo "== vermin --target=3.10- ${paths[*]}"
-vermin --target=3.10- --violations --no-tips --backport typing --backport dataclasses \
-  "${paths[@]}"
+"$VERMIN" --target=3.10- --violations --no-tips --eval-annotations "${paths[@]}"
 
 echo "== ruff check --select E9 --target-version py310"
-ruff check --no-cache --select E9 --target-version py310 "${paths[@]}"
+"$RUFF" check --no-cache --select E9 --target-version py310 "${paths[@]}"
 
 echo "== stdlib modules removed in Python 3.12/3.13"
 python3 - "${paths[@]}" <<'PY'
