@@ -14,9 +14,10 @@ if [ ${#paths[@]} -eq 0 ]; then
   for p in launch scripts test benchmarks; do [ -d "$p" ] && paths+=("$p"); done
 fi
 
-# vermin has no `python -m vermin` entry: take the executable on PATH or beside python3.
-VERMIN=${VERMIN:-$(command -v vermin || echo "$(dirname "$(command -v python3)")/vermin")}
-RUFF=${RUFF:-$(command -v ruff || echo "$(dirname "$(command -v python3)")/ruff")}
+# vermin has no `python -m vermin` entry: the executable on PATH, else in .venv/bin.
+VERMIN=${VERMIN:-$(command -v vermin || echo .venv/bin/vermin)}
+RUFF=${RUFF:-$(command -v ruff || echo .venv/bin/ruff)}
+PYTHON=${PYTHON:-$(command -v python3)}
 
 echo "== vermin --target=3.10- ${paths[*]}"
 "$VERMIN" --target=3.10- --violations --no-tips --eval-annotations "${paths[@]}"
@@ -25,7 +26,7 @@ echo "== ruff check --select E9 --target-version py310"
 "$RUFF" check --no-cache --select E9 --target-version py310 "${paths[@]}"
 
 echo "== stdlib modules removed in Python 3.12/3.13"
-python3 - "${paths[@]}" <<'PY'
+"$PYTHON" - "${paths[@]}" <<'PY'
 import ast
 import pathlib
 import sys
