@@ -173,6 +173,7 @@ def scan_imports(paths: list[Path], root: Path) -> list[Import]:
             out += _imports_of(tree, str(file.relative_to(root)))
     local = {f.stem for p in paths for f in (p.rglob('*.py') if p.is_dir() else [p])}
     local |= {d.name for d in root.iterdir() if d.is_dir() and any(d.glob('*.py'))}
+    local -= {*ROS_PACKAGES, *SYSTEM_KEYS, *PIP_ONLY}  # launch/ is ours, `launch` is ROS
     return [i for i in out if _third_party(i.module) and i.module not in local]
 
 
