@@ -34,7 +34,7 @@ def default_params_file() -> str:
         from ament_index_python.packages import get_package_share_directory
 
         return str(Path(get_package_share_directory(PACKAGE)) / 'config' / 'default.yaml')
-    except (ImportError, LookupError, ValueError):
+    except (ImportError, LookupError, OSError):  # not installed, or AMENT_PREFIX_PATH unset
         return str(Path(__file__).resolve().parents[1] / 'config' / 'default.yaml')
 
 

@@ -71,12 +71,11 @@ def ask_arguments(question: Any) -> list[Any]:
 
 
 def generate_launch_description() -> Any:
+    from launch import LaunchDescription  # type: ignore[attr-defined,unused-ignore]
     from launch.actions import DeclareLaunchArgument, ExecuteProcess, TimerAction
     from launch.conditions import IfCondition, UnlessCondition
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
-
-    from launch import LaunchDescription
 
     args = launch_arguments()
     cfg = {name: LaunchConfiguration(name) for name in args}
