@@ -59,7 +59,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
-	$(PY) -m vermin --target=3.10- --violations --no-tips --eval-annotations \
+	$(VENV)/bin/vermin --target=3.10- --violations --no-tips --eval-annotations \
 		flash_vstream_ros test scripts launch benchmarks
 
 colcon-smoke: $(STAMP)
