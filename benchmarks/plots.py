@@ -28,7 +28,7 @@ LATENCY_KEYS = (
     'median_s',
     'latency_ms',
 )
-BYTES_KEYS = ('state_bytes', 'memory_bytes', 'nbytes', 'bytes')
+BYTES_KEYS = ('state_bytes', 'memory_bytes', 'nbytes', 'bytes', 'state_mb')
 UPDATE_KEYS = ('update_ms', 'update_ms_per_frame', 'update_us', 'update_s')
 
 
@@ -82,8 +82,55 @@ def line_plot(
 
 
 def plot_latency(data: dict[str, Any], path: Path) -> Path:
-    """Answer latency vs frames ingested, one line per (model, memory variant), log x."""
+    """Answer latency and visual tokens vs frames: ours vs keep-every-frame, per model, log x."""
     rows = find_rows(data)
+    if not any('ours_s' in r for r in rows):
+        return plot_latency_generic(rows, path)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, model in enumerate(dict.fromkeys(r['model'] for r in rows)):
+        mine = sorted((r for r in rows if r['model'] == model), key=lambda r: r['frames'])
+        base = [r for r in mine if r.get('baseline_s') is not None]
+        for ax, ours_key, base_key in (
+            (left, 'ours_s', 'baseline_s'),
+            (right, 'ours_tokens', 'baseline_tokens'),
+        ):
+            ax.plot(
+                [r['frames'] for r in mine],
+                [r[ours_key] for r in mine],
+                marker='o',
+                color=f'C{i}',
+                label=f'{model}: STAR memory (ours)',
+            )
+            shown = base if ax is left else mine
+            ax.plot(
+                [r['frames'] for r in shown],
+                [r[base_key] for r in shown],
+                marker='s',
+                linestyle='--',
+                color=f'C{i}',
+                label=f'{model}: keep every frame',
+            )
+    left.set(
+        title='Answer latency vs stream length',
+        xlabel='frames ingested',
+        ylabel='answer latency (s)',
+    )
+    right.set(
+        title='Visual tokens given to the language model',
+        xlabel='frames ingested',
+        ylabel='visual tokens',
+    )
+    for ax in (left, right):
+        ax.set(xscale='log', yscale='log')
+        ax.grid(True, which='both', alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_latency_generic(rows: list[Row], path: Path) -> Path:
     key = used_key(rows, LATENCY_KEYS)
     groups = [k for k in ('model', *GROUP_KEYS) if any(k in r for r in rows)][:2]
     lines = series(rows, FRAMES_KEYS, (key,), groups)

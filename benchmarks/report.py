@@ -26,8 +26,9 @@ class BenchRun:
     returncode: int | None = None
     wall_s: float = 0.0
     data: dict[str, Any] = field(default_factory=dict)  # its JSON (merged when several files)
-    log_tail: list[str] = field(default_factory=list)
+    log_tail: list[str] = field(default_factory=list)  # stderr
     note: str = ''
+    stdout: str = ''  # what the script printed (its own Markdown tables, when it prints them)
 
 
 # --------------------------------------------------------------------------- table helpers
@@ -95,6 +96,26 @@ def pick(row: Row, names: Iterable[str]) -> Any:
 
 
 # --------------------------------------------------------------------------- sections
+
+
+def markdown_from_stdout(text: str) -> str:
+    """The Markdown tables and bullet lines a script printed (progress lines left out)."""
+    kept: list[str] = []
+    for line in text.splitlines():
+        if not line.startswith(('|', '* ', '- ')):
+            continue
+        if kept and kept[-1].startswith('|') != line.startswith('|'):
+            kept.append('')
+        elif kept and line.startswith('|') and line.count('|') != kept[-1].count('|'):
+            kept.append('')  # a new table
+        kept.append(line)
+    return '\n'.join(kept)
+
+
+def section_printed(run: BenchRun) -> str:
+    """What the script printed as Markdown, else a table of its JSON rows."""
+    printed = markdown_from_stdout(run.stdout)
+    return printed if printed else section_generic(run)
 
 
 def section_generic(run: BenchRun) -> str:
@@ -203,8 +224,8 @@ def section(run: BenchRun, plots: dict[str, str]) -> str:
     ]
     if run.note:
         lines += ['', run.note]
-    if run.data:
-        render = SECTIONS.get(run.name, section_generic)
+    if run.data or run.stdout:
+        render = SECTIONS.get(run.name, section_printed)
         try:
             lines += ['', render(run)]
         except (KeyError, TypeError, ValueError, IndexError) as exc:

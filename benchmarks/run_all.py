@@ -46,13 +46,16 @@ class BenchSpec:
     quick_timeout_s: float
     args: tuple[str, ...] = ()
     quick_args: tuple[str, ...] = ('--quick',)
+    out_file: str = ''  # '' = --out takes a folder; else --out <folder>/<out_file>
 
 
 BENCHES: tuple[BenchSpec, ...] = (
     BenchSpec('memory', '1. Memory update cost and state bytes vs frames', 'bench_memory.py',
               240, 120),
     BenchSpec('latency', '2. Answer latency vs stream length (ours vs keep-every-frame)',
-              'bench_latency.py', 300, 150),
+              'bench_latency.py', 300, 150,
+              quick_args=('--frames', '10', '100', '1000', '--reps', '1', '--tiny-only'),
+              out_file='latency.json'),
     BenchSpec('ros_ingest', '3. ROS ingest: 640x480 at 30 Hz, best effort, into the node',
               'bench_ros_ingest.py', 330, 150, ('--duration', '60')),
     BenchSpec('encoder', '4. Vision encoder throughput vs the FLOP floor', 'bench_encoder.py',
@@ -85,19 +88,14 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def execute(cmd: list[str], log: Path, timeout_s: float) -> tuple[int | None, bool, float]:
-    """(exit code, timed out, seconds) of one command, its output appended to ``log``."""
+def execute(cmd: list[str], folder: Path, timeout_s: float) -> tuple[int | None, bool, float]:
+    """(exit code, timed out, seconds) of one command; stdout to stdout.txt, stderr to log.txt."""
     start = time.monotonic()
-    with log.open('ab') as out:
-        out.write(f'$ {shlex.join(cmd)}\n'.encode())
-        out.flush()
+    with (folder / 'stdout.txt').open('ab') as out, (folder / 'log.txt').open('ab') as err:
+        err.write(f'$ {shlex.join(cmd)}\n'.encode())
+        err.flush()
         proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=child_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            cmd, cwd=ROOT, env=child_env(), stdout=out, stderr=err, start_new_session=True
         )
         try:
             proc.wait(timeout_s)
@@ -128,30 +126,32 @@ def run_bench(spec: BenchSpec, out: Path, quick: bool, scale: float) -> BenchRun
     script = ROOT / 'benchmarks' / spec.script
     folder = out / spec.name
     extra = list(spec.quick_args if quick else spec.args)
-    cmd = [sys.executable, str(script.relative_to(ROOT)), '--out', str(folder), *extra]
+    target = folder / spec.out_file if spec.out_file else folder
+    cmd = [sys.executable, str(script.relative_to(ROOT)), '--out', str(target), *extra]
     run = BenchRun(spec.name, spec.title, cmd, 'missing')
     if not script.exists():
         run.note = f'benchmarks/{spec.script} is not in the repository yet.'
         return run
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob('*.json'):
-        old.unlink()
-    log = folder / 'log.txt'
-    log.write_text('')
+    for old in (*folder.glob('*.json'), folder / 'stdout.txt', folder / 'log.txt'):
+        old.unlink(missing_ok=True)
     timeout = (spec.quick_timeout_s if quick else spec.timeout_s) * scale
-    code, timed_out, wall = execute(cmd, log, timeout)
-    text = log.read_text(errors='replace')
-    if quick and code == 2 and 'unrecognized arguments' in text:  # no --quick: full run instead
-        run.note = f'{spec.script} has no {" ".join(extra)}; ran it without.'
+    code, timed_out, wall = execute(cmd, folder, timeout)
+    errors = (folder / 'log.txt').read_text(errors='replace')
+    if quick and code == 2 and 'unrecognized arguments' in errors:  # no such quick option
+        run.note = f'{spec.script} does not take {" ".join(extra)}; ran it without.'
         run.command = cmd = [c for c in cmd if c not in extra]
-        code, timed_out, more = execute(cmd, log, timeout)
+        code, timed_out, more = execute(cmd, folder, timeout)
         wall += more
     run.returncode, run.wall_s = code, wall
     run.status = 'timeout' if timed_out else ('ok' if code == 0 else 'failed')
     if timed_out:
         run.note = (run.note + ' ' if run.note else '') + f'Stopped after {timeout:.0f} s.'
     run.data = collect_json(folder)
-    run.log_tail = log.read_text(errors='replace').splitlines()[-30:]
+    run.stdout = (folder / 'stdout.txt').read_text(errors='replace')
+    run.log_tail = (folder / 'log.txt').read_text(errors='replace').splitlines()[-30:]
+    if run.status != 'ok':  # what it printed last, then its errors
+        run.log_tail = [*run.stdout.splitlines()[-10:], *run.log_tail]
     return run
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks import run_all
 from benchmarks.plots import make_plots, series
-from benchmarks.report import BenchRun, find_rows, fmt, render, table
+from benchmarks.report import BenchRun, find_rows, fmt, markdown_from_stdout, render, table
 
 pytestmark = pytest.mark.unit
 
@@ -45,6 +45,16 @@ LATENCY = {
     'rows': [
         {'model': 'tiny', 'variant': v, 'frames': n, 'latency_s': 0.1 * (n if v == 'all' else 1)}
         for v in ('star', 'all') for n in (10, 100, 1000)
+    ]
+}  # fmt: skip
+
+
+LATENCY_ROWS = {
+    'rows': [
+        {'model': m, 'frames': n, 'ours_tokens': min(4 * n, 681), 'ours_s': 0.2,
+         'baseline_tokens': 4 * n, 'baseline_s': 0.01 * n if n < 1000 else None,
+         'baseline_note': '', 'answer_tokens': 16, 'update_ms': 1.0}
+        for m in ('tiny', 'mid') for n in (10, 100, 1000)
     ]
 }  # fmt: skip
 
@@ -85,6 +95,20 @@ def test_series_groups_and_sorts() -> None:
         series([{'q': 1}], ('frames',), ('latency_s',), ())
 
 
+def test_markdown_from_stdout_keeps_tables_and_bullets() -> None:
+    printed = 'progress 1\n| a | b |\n|---|---|\n| 1 | 2 |\n* a bullet\n| c |\n|---|\ndone'
+    assert markdown_from_stdout(printed).split('\n') == [
+        '| a | b |',
+        '|---|---|',
+        '| 1 | 2 |',
+        '',
+        '* a bullet',
+        '',
+        '| c |',
+        '|---|',
+    ]
+
+
 def test_render_reports_every_status(tmp_path: Path) -> None:
     text = render(
         runs(),
@@ -114,6 +138,8 @@ def test_make_plots_draws_pngs_and_reports_what_it_cannot(tmp_path: Path) -> Non
     assert problems == []
     made, problems = make_plots('latency', LATENCY, tmp_path)
     assert made == {'latency_vs_frames': 'latency_vs_frames.png'}
+    made, problems = make_plots('latency', LATENCY_ROWS, tmp_path)
+    assert (made, problems) == ({'latency_vs_frames': 'latency_vs_frames.png'}, [])
     made, _ = make_plots('ros_ingest', ROS, tmp_path)
     assert made == {'rss_vs_time': 'rss_vs_time.png'}
     made, problems = make_plots('memory', {'rows': [{'frames': 10}]}, tmp_path)
