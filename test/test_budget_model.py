@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,3 +91,43 @@ def test_memory_state_equals_a_full_real_memory(memory: MemoryConfig) -> None:
     for i in range(frames):
         mem.update(torch.randn(16, 16, 32), float(i), 'cam')  # (H, W, D)
     assert mem.snapshot().nbytes == memory_state_bytes(memory, 32, 4)
+
+
+@pytest.mark.parametrize('name', ['orin_nano', 'orin_nx', 'agx_orin', 'desktop_gpu', 'cpu'])
+def test_profile_memory_and_engine_settings_run_with_a_tiny_model(
+    name: str, tiny_cache_dir: Path
+) -> None:
+    """Each profile with its model swapped for the tiny one of the same format, on the CPU."""
+    from flash_vstream_ros.budget import PROFILES_DIR
+    from flash_vstream_ros.config import load_yaml
+    from flash_vstream_ros.engine import Engine
+    from flash_vstream_ros.status import Question
+
+    cfg = load_yaml(PROFILES_DIR / f'{name}.yaml', AppConfig)
+    tiny_family = 'llava' if cfg.model.family == 'llava' else 'flash_vstream'
+    cfg = with_overrides(
+        cfg,
+        {
+            'model.family': 'tiny',
+            'model.path': '',
+            'model.device': 'cpu',
+            'model.dtype': 'float32',
+            'model.tiny_family': tiny_family,
+            'model.cache_dir': str(tiny_cache_dir),
+            'generation.max_new_tokens': 4,
+        },
+    )
+    engine = Engine(cfg)
+    engine.start()
+    try:
+        rng = np.random.default_rng(0)
+        for i in range(4):
+            frame = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+            assert engine.submit_frame(frame, float(i), 'cam')
+            assert engine.wait_idle(60.0)
+        answer = engine.ask(Question(text='What is there?'))
+        assert answer.answer_tokens <= 4
+        assert answer.visual_tokens > 0
+        assert answer.status.frames_ingested == 4
+    finally:
+        engine.stop()
