@@ -388,3 +388,20 @@ def test_missing_files(broken: Path) -> None:
     (broken / 'config.json').unlink()
     with pytest.raises(CheckpointError, match='missing file'):
         load_flash_vstream(broken, CPU, torch.float32)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_half_precision_load_keeps_values(pristine: tuple[Path, dict], dtype: torch.dtype) -> None:
+    folder, state = pristine
+    half = load_flash_vstream(folder, CPU, dtype)
+    assert {p.dtype for p in half.modules.parameters()} == {dtype}
+    assert torch.get_default_dtype() == torch.float32  # the build context restored it
+    name = 'model.layers.1.mlp.down_proj.weight'
+    assert torch.equal(landing_place(half, name), state[name].to(dtype))
+    maps = half.encode(frames(1))
+    assert maps.dtype == dtype
+    assert bool(torch.isfinite(maps).all())
+    out = half.answer(maps[0].reshape(-1, 64), 'Q?', CONTEXT, GenerationRequest(max_new_tokens=2))
+    assert out.tokens <= 2
+    half.close()
+    assert all(p.device.type == 'meta' for p in half.modules.parameters())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,6 +22,10 @@ from flash_vstream_ros.models.base import (
     PromptContext,
     VisionLanguageModel,
 )
+
+if TYPE_CHECKING:
+    from flash_vstream_ros.models.flash_vstream import FlashVStreamModel
+    from flash_vstream_ros.models.llava import LlavaModel
 
 __all__ = [
     'Generation',
@@ -64,13 +69,21 @@ def load_model(cfg: ModelConfig) -> VisionLanguageModel:
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     family, folder = _family_and_folder(cfg)
+    model: FlashVStreamModel | LlavaModel
     if family == 'flash_vstream':
         from flash_vstream_ros.models.flash_vstream import load_flash_vstream
 
-        return load_flash_vstream(folder, device, dtype, cfg.vision_tower, _offline(cfg))
-    from flash_vstream_ros.models.llava import load_llava
+        model = load_flash_vstream(folder, device, dtype, cfg.vision_tower, _offline(cfg))
+    else:
+        from flash_vstream_ros.models.llava import load_llava
 
-    return load_llava(folder, device, dtype)
+        model = load_llava(folder, device, dtype)
+    if cfg.compile:
+        if device.type == 'cuda':
+            model.compile_encoder()
+        else:
+            log.warning('model.compile is ignored on %s (CUDA only)', device)
+    return model
 
 
 def _family_and_folder(cfg: ModelConfig) -> tuple[str, Path]:

@@ -100,6 +100,10 @@ class FlashVStreamModel:
         table = self.modules.lm.get_input_embeddings()
         return table(torch.tensor(ids, dtype=torch.long, device=self.device))  # (T, H)
 
+    def compile_encoder(self) -> None:
+        """torch.compile the vision tower (CUDA; the first encode of each batch size is slow)."""
+        self.modules.vision = torch.compile(self.modules.vision, dynamic=False)
+
     def parameter_bytes(self) -> int:
         return sum(p.numel() * p.element_size() for p in self.modules.parameters())
 
@@ -201,11 +205,18 @@ def _clip_spec(modules: V1Modules) -> ImageSpec:
 
 
 def load_tokenizer(folder: Path, config: Any = None) -> Any:
-    """The folder's tokenizer (offline); CheckpointError when absent or unreadable."""
+    """The folder's tokenizer (offline); CheckpointError when absent or unreadable.
+
+    A folder with only a SentencePiece ``tokenizer.model`` (as the released v1 checkpoint has)
+    needs the ``sentencepiece`` and ``protobuf`` packages to be converted.
+    """
     from transformers import AutoTokenizer
 
     extra = {'config': config} if config is not None else {}
     try:
         return AutoTokenizer.from_pretrained(str(folder), local_files_only=True, **extra)
-    except (OSError, ValueError, TypeError) as exc:
-        raise CheckpointError(f'cannot load the tokenizer of {folder}: {exc}') from exc
+    except (OSError, ValueError, TypeError, ImportError) as exc:
+        hint = ''
+        if (folder / 'tokenizer.model').is_file() and not (folder / 'tokenizer.json').is_file():
+            hint = ' (a SentencePiece tokenizer.model needs: pip install sentencepiece protobuf)'
+        raise CheckpointError(f'cannot load the tokenizer of {folder}: {exc}{hint}') from exc

@@ -148,6 +148,10 @@ class LlavaModel:
         ids = self.tokenizer(text, add_special_tokens=special)['input_ids']
         return torch.tensor(ids, dtype=torch.long, device=self.device)  # (T,)
 
+    def compile_encoder(self) -> None:
+        """torch.compile the vision tower (CUDA; the first encode of each batch size is slow)."""
+        self.vision = torch.compile(self.vision, dynamic=False)
+
     def parameter_bytes(self) -> int:
         return sum(p.numel() * p.element_size() for p in self.model.parameters())
 
