@@ -142,10 +142,12 @@ class StarConfig(ConfigNode):
                                high=1_000_000)
     buffer_capped: bool = param(True, 'Cap the feature buffer at buffer_frames (False: the '
                                 'released code, which grows without bound)')
-    kmeans_weighted: bool = param(True, 'Weight centroids by cluster size (paper); False: the '
-                                  'released code (unit weights)')
-    kmeans_init: str = param('deterministic', 'K-means start: deterministic (same stream, same '
-                             'memory) or random (released code)',
+    kmeans_weighted: bool = param(True, 'Weight centroids by cluster size (paper; exact: one '
+                                  'merge per frame); False: the released code (Lloyd k-means '
+                                  'of unit-weight points)')
+    kmeans_init: str = param('deterministic', 'Lloyd start (kmeans_weighted=False only): '
+                             'deterministic (farthest points: same stream, same memory) or '
+                             'random (released code; seeded by seed)',
                              choices=('deterministic', 'random'))
     kmeans_iters: int = param(10, 'K-means: maximum Lloyd iterations', low=1, high=1000)
     kmeans_tol: float = param(1e-4, 'K-means: convergence tolerance', low=0.0)
@@ -183,7 +185,8 @@ class SynopsisConfig(ConfigNode):
                              low=1, high=128)
     buffer_frames: int = param(300, 'Frames kept at detail resolution for key-frame retrieval',
                                low=1, high=1_000_000)
-    kmeans_weighted: bool = param(True, 'Weight centroids by cluster size')
+    kmeans_weighted: bool = param(True, 'Weight centroids by cluster size (exact: one merge '
+                                  'per frame); False: Lloyd k-means of unit-weight points')
 
     def validate(self) -> None:
         if self.detail_frames > self.clusters:
