@@ -118,6 +118,7 @@ class Snapshot:
     config: dict[str, Any]
     dim: int
     dtype: torch.dtype
+    device: torch.device
     camera_names: tuple[str, ...]  # index = camera id
     frames: int
     stored: tuple[PartView | KeyFrames, ...]  # in readout order
@@ -176,7 +177,11 @@ class Snapshot:
             chunks.extend(part.elements[i].reshape(-1, self.dim) for i in idx)  # each (s*s, D)
             counts.append((part.name, len(idx) * part.tokens_per_element))
             evidence.extend(self._evidence(part, idx))
-        tokens = torch.cat(chunks) if chunks else torch.zeros(0, self.dim, dtype=self.dtype)
+        tokens = (
+            torch.cat(chunks)
+            if chunks
+            else torch.zeros(0, self.dim, dtype=self.dtype, device=self.device)
+        )
         return Readout(tokens=tokens, parts=tuple(counts), evidence=tuple(evidence))
 
     def _camera_mask(self, cameras: Collection[str] | None) -> int | None:
@@ -206,6 +211,7 @@ class Snapshot:
         return ','.join(n for i, n in enumerate(self.camera_names) if mask >> i & 1)
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """CPU tensors (contiguous, ready for safetensors) and JSON-able metadata."""
         tensors: dict[str, torch.Tensor] = {'rng': self.rng.clone()}
         saved = [p for p in self.stored if isinstance(p, PartView)] + [self.buffer.as_part()]
         for part in saved:
@@ -243,7 +249,7 @@ def _part_tensors(part: PartView, dim: int, dtype: torch.dtype) -> dict[str, tor
     maps = (
         torch.stack(part.elements) if part.elements else torch.zeros(0, s, s, dim, dtype=dtype)
     )  # (n, s, s, D)
-    out = {f'{part.name}.maps': maps.contiguous()}
+    out = {f'{part.name}.maps': maps.contiguous().cpu()}
     for f in Prov.FIELDS:
         out[f'{part.name}.{f}'] = getattr(part.prov, f).clone()
     if part.dist is not None:

@@ -85,6 +85,7 @@ class StreamBase:
             config=self._config,
             dim=self.dim,
             dtype=self.dtype,
+            device=self.device,
             camera_names=tuple(self.camera_names),
             frames=self.frames,
             stored=stored,
