@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 import logging
+from pathlib import Path
 import threading
 import time
 
@@ -64,6 +65,7 @@ log = logging.getLogger(__name__)
 SHARED = '*'  # key of the one memory when memory.per_camera is False
 KEY_PARTS = ('retrieved', 'spatial', 'detail')  # parts whose elements are single frames
 POLL_S = 0.1
+INGEST_ERROR_LOG_S = 5.0  # least time between two logged ingest failures
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class Engine:
         self._autosaver: threading.Thread | None = None
         self._stop = threading.Event()
         self._saved_version = 0
+        self._last_ingest_error = -INGEST_ERROR_LOG_S
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -135,6 +138,11 @@ class Engine:
             self._start()
         except BaseException:
             self._state = 'failed'
+            self._stop.set()
+            self._queue.close()
+            if self._owns_model and self._model is not None:
+                self._model.close()
+                self._model = None
             raise
 
     def _start(self) -> None:
@@ -183,6 +191,10 @@ class Engine:
             if thread is not None:
                 thread.join()
         self._worker = self._autosaver = None
+        left = self._queue.clear()
+        if left:
+            self._counters.add('frames_dropped_queue', left)
+            log.warning('%d queued frame(s) were not ingested before shutdown', left)
         try:
             if self.config.persistence.save_on_shutdown and self.config.persistence.path:
                 self.save_memory()
@@ -262,10 +274,16 @@ class Engine:
             try:
                 self._ingest(batch)
             except Exception:
-                log.exception(
-                    'ingest of %d frame(s) failed; they are counted as rejected', len(batch)
-                )
                 self._counters.add('frames_rejected', len(batch))
+                now = time.monotonic()
+                if now - self._last_ingest_error >= INGEST_ERROR_LOG_S:
+                    self._last_ingest_error = now
+                    log.exception(
+                        'ingest of %d frame(s) failed; counted as rejected (repeats of this '
+                        'error are logged at most every %.0f s)',
+                        len(batch),
+                        INGEST_ERROR_LOG_S,
+                    )
             finally:
                 self._queue.done()
 
@@ -612,8 +630,6 @@ class Engine:
         cfg = self.config.persistence
         if not (cfg.restore_on_start and cfg.path):
             return
-        from pathlib import Path
-
         if not Path(cfg.path).exists():
             log.info('no memory file at %s yet; starting empty', cfg.path)
             return

@@ -16,6 +16,7 @@ from flash_vstream_ros.config import AppConfig, with_overrides
 from flash_vstream_ros.engine import Engine, Question
 from flash_vstream_ros.errors import (
     BadFrameError,
+    ConfigError,
     BadQuestionError,
     BusyError,
     ModelError,
@@ -438,3 +439,33 @@ def test_stop_releases_waiting_question() -> None:
     assert not first.is_alive()
     assert not second.is_alive()
     assert 'cancelled' in outcome
+
+
+def test_encode_failure_counts_rejected_and_recovers(engine: Engine) -> None:
+    model = engine._model
+    assert isinstance(model, FakeModel)
+    original = model.encode
+    calls = {'n': 0}
+
+    def flaky(frames):  # type: ignore[no-untyped-def]
+        calls['n'] += 1
+        if calls['n'] == 1:
+            raise RuntimeError('CUDA error: device-side assert (simulated)')
+        return original(frames)
+
+    model.encode = flaky  # type: ignore[method-assign]
+    engine.submit_frame(frame(1), 0.0, 'cam')
+    assert engine.wait_idle(5.0)
+    feed(engine, [1.0, 2.0])
+    st = engine.status()
+    assert st.frames_rejected == 1
+    assert st.frames_ingested == 2
+
+
+def test_failed_start_is_reported() -> None:
+    model = FakeModel()
+    model.memory_overrides = lambda: {'memory.kind': 'nonsense'}  # type: ignore[method-assign]
+    eng = make_engine(model, **{'memory.use_checkpoint_sizes': True})
+    with pytest.raises(ConfigError, match=r'MemoryConfig\.kind'):
+        eng.start()
+    assert eng.status().state == 'failed'
