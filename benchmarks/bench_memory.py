@@ -28,9 +28,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flash_vstream_ros.config import MemoryConfig, StarConfig  # noqa: E402
-from flash_vstream_ros.memory import build_memory, ops  # noqa: E402
-from flash_vstream_ros.memory.base import StreamMemory  # noqa: E402
+from flash_vstream_ros.config import MemoryConfig, StarConfig
+from flash_vstream_ros.memory import build_memory, ops
+from flash_vstream_ros.memory.base import StreamMemory
 
 DIM, GRID = 1024, 16
 
