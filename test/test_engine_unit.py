@@ -16,9 +16,9 @@ from flash_vstream_ros.config import AppConfig, with_overrides
 from flash_vstream_ros.engine import Engine, Question
 from flash_vstream_ros.errors import (
     BadFrameError,
-    ConfigError,
     BadQuestionError,
     BusyError,
+    ConfigError,
     ModelError,
     NotReadyError,
 )
