@@ -179,3 +179,49 @@ def test_config_that_does_not_match_the_weights(broken: Path) -> None:
     (broken / 'config.json').write_text(json.dumps(config))
     with pytest.raises(CheckpointError):
         load_llava(broken, CPU, torch.float32)
+
+
+def test_llava_onevision_with_siglip(tmp_path: Path) -> None:
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        Qwen2Config,
+        SiglipVisionConfig,
+    )
+
+    from flash_vstream_ros.models.tiny import IMAGE_TOKEN, build_tokenizer
+
+    tokenizer = build_tokenizer(with_chat_template=True)
+    tokenizer.save_pretrained(str(tmp_path))
+    vision = SiglipVisionConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=56,
+        patch_size=14,
+    )
+    text = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    config = LlavaOnevisionConfig(
+        vision_config=vision,
+        text_config=text,
+        vision_feature_layer=-1,
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        vision_feature_select_strategy='full',
+    )
+    torch.manual_seed(0)
+    LlavaOnevisionForConditionalGeneration(config).save_pretrained(str(tmp_path))
+    model = load_llava(tmp_path, CPU, torch.float32)
+    maps = model.encode(frames(2))
+    assert maps.shape == (2, 4, 4, 64)  # SigLIP: no class token, 56 / 14 = 4
+    assert model.image.size == 0  # resized straight to the square, SigLIP normalisation
+    assert model.image.mean == (0.5, 0.5, 0.5)
+    out = model.answer(maps[0].reshape(-1, 64), 'Q?', CONTEXT, GenerationRequest(max_new_tokens=3))
+    assert out.tokens <= 3
