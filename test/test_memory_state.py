@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -144,3 +146,20 @@ def test_build_memory_chooses_by_kind() -> None:
     assert isinstance(syn, SynopsisMemory)
     feed(syn, frames(3))
     assert syn.snapshot().readout().tokens.dtype == torch.float16
+
+
+def test_memory_imports_without_ros_or_transformers() -> None:
+    code = (
+        'import sys\n'
+        "for name in ('rclpy', 'transformers'):\n"
+        '    sys.modules[name] = None\n'
+        'import flash_vstream_ros.memory as m\n'
+        "assert 'rclpy' not in [k for k, v in sys.modules.items() if v is not None]\n"
+        'print(m.build_memory.__name__)\n'
+    )
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, '-c', code], cwd=repo, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == 'build_memory'

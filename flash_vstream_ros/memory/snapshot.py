@@ -2,7 +2,8 @@
 
 A snapshot holds references to the writer's element tensors and provenance tensors. The
 writer never mutates those (it replaces them), so taking a snapshot copies no tensor data:
-a few tuples of references (see benchmarks/bench_memory.py for the microseconds).
+a few tuples of references (see benchmarks/bench_memory.py for the microseconds). Take
+snapshots on the writer's thread (between updates); hand them to any number of readers.
 
 Key frames (STAR's retrieved part, synopsis's detail part) are a pure function of the clusters
 and the feature buffer, so a snapshot computes them on first use (readout, fill is free) and
