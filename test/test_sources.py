@@ -52,6 +52,8 @@ def raw_msg(rgb: np.ndarray, stamp_ns: int, encoding: str, pad: int = 0):  # typ
         pix = rgb[:, :, ::-1]
     elif encoding == 'rgba8':
         pix = np.dstack([rgb, np.full((h, w), 255, np.uint8)])
+    elif encoding == 'bgra8':
+        pix = np.dstack([rgb[:, :, ::-1], np.full((h, w), 255, np.uint8)])
     elif encoding == 'mono8':
         pix = rgb[:, :, 1:2]
     else:  # mono16 / 16UC1 little endian
@@ -137,14 +139,16 @@ def test_bad_bag_message_reported(tmp_path: Path) -> None:
         list(open_source(bag))
 
 
-@pytest.mark.parametrize('encoding', ['rgb8', 'bgr8', 'rgba8', 'mono8', 'mono16', '16UC1'])
+@pytest.mark.parametrize(
+    'encoding', ['rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'mono16', '16UC1']
+)
 def test_raw_encodings(encoding: str) -> None:
     rgb = pattern(5, 7, 1)
     msg = raw_msg(rgb, 0, encoding, pad=5)
     out = raw_to_rgb(msg.height, msg.width, msg.encoding, msg.step, False, msg.data)
     assert out.shape == (5, 7, 3)
     assert out.dtype == np.uint8
-    if encoding in ('rgb8', 'bgr8', 'rgba8'):
+    if encoding in ('rgb8', 'bgr8', 'rgba8', 'bgra8'):
         np.testing.assert_array_equal(out, rgb)
     elif encoding in ('mono8', 'mono16'):
         np.testing.assert_array_equal(out[..., 0], rgb[..., 1])
