@@ -21,6 +21,7 @@ from typing import Any
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import CallbackGroup
 from rclpy.node import Node
+from rclpy.qos import QoSProfile
 from std_srvs.srv import Trigger
 
 from flash_vstream_ros.action import AskStream
@@ -31,6 +32,7 @@ from flash_vstream_ros.srv import Ask, MemoryFile
 
 # Returns (engine, '') when questions can be answered, else (None, why not).
 EngineGetter = Callable[[], tuple[Engine | None, str]]
+FEEDBACK_DEPTH = 256  # a burst of fast tokens must not overwrite unsent feedback
 CANCEL_SETTLE_S = 1.0  # how long to wait for the action server to mark a goal canceling
 
 
@@ -59,6 +61,7 @@ class AskServer:
             callback_group=group,
             goal_callback=self.on_goal,
             cancel_callback=self.on_cancel,
+            feedback_pub_qos_profile=QoSProfile(depth=FEEDBACK_DEPTH),
         )
 
     # ------------------------------------------------------------------ service

@@ -1,6 +1,7 @@
 """``flash_vstream_ask``: ask the flash_vstream node a question from a terminal.
 
     flash_vstream_ask "what happened?" --window-last 300 --camera front_image_raw
+    flash_vstream_ask --status [--wait-frames 10]
 
 By default the question goes through the ``~/ask_stream`` action and the answer is printed as
 it is generated; ``--service`` uses ``~/ask`` instead. Then the evidence stamps, the latency
@@ -19,21 +20,35 @@ from typing import Any, TextIO
 import rclpy
 from rclpy.action import ActionClient
 from rclpy.node import Node
+from rclpy.qos import QoSProfile
 from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 
 from flash_vstream_ros.action import AskStream
+from flash_vstream_ros.msg import MemoryStatus
 from flash_vstream_ros.ros.stamps import to_seconds, to_time
 from flash_vstream_ros.srv import Ask
 
-MAX_EVIDENCE_LINES = 12
+MAX_STAMPS = 6  # frame stamps listed per memory part
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog='flash_vstream_ask', description='Ask the flash_vstream node a question.'
     )
-    parser.add_argument('question', help='the question, in plain text')
+    parser.add_argument('question', nargs='?', default='', help='the question, in plain text')
+    parser.add_argument(
+        '--status',
+        action='store_true',
+        help='print the memory status (~/memory_status) instead of asking',
+    )
+    parser.add_argument(
+        '--wait-frames',
+        type=int,
+        default=0,
+        metavar='N',
+        help='with --status: wait until the node is active and has ingested N frames',
+    )
     parser.add_argument(
         '--window-last',
         type=float,
@@ -99,6 +114,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help='give up after S seconds (default: 120)',
     )
     args, ros_args = parser.parse_known_args(argv)
+    if not args.status and not args.question:
+        parser.error('a question is needed (or --status)')
     args.ros_args = ros_args
     return args
 
@@ -121,17 +138,30 @@ def summary_lines(result: Any) -> list[str]:
         f'stop: {result.stop_reason} | answer tokens: {result.answer_tokens} | visual '
         f'tokens: {result.visual_tokens} | latency: {result.latency_s:.2f} s'
     ]
-    evidence = list(result.evidence)
-    lines.append(f'evidence ({len(evidence)} memory elements):')
-    for ev in evidence[:MAX_EVIDENCE_LINES]:
+    return lines + evidence_lines(list(result.evidence)) + memory_lines(result.memory)
+
+
+def evidence_lines(evidence: list[Any]) -> list[str]:
+    """Evidence grouped by memory part: single frames by stamp, merged elements by span."""
+    lines = [f'evidence: {len(evidence)} memory elements']
+    parts: dict[str, list[Any]] = {}
+    for ev in evidence:
+        parts.setdefault(ev.part, []).append(ev)
+    for part, items in parts.items():
+        cameras = ','.join(sorted({ev.camera for ev in items}))
+        if all(ev.weight <= 1.0 for ev in items):
+            stamps = sorted(to_seconds(ev.stamp) for ev in items)
+            shown = ', '.join(f'{t:.2f}' for t in stamps[:MAX_STAMPS])
+            more = f' (+{len(stamps) - MAX_STAMPS})' if len(stamps) > MAX_STAMPS else ''
+            lines.append(f'  {part:<9} {len(items):>3} frames at t={shown}{more} [{cameras}]')
+            continue
+        start = min(to_seconds(ev.start) for ev in items)
+        end = max(to_seconds(ev.end) for ev in items)
+        frames = sum(ev.weight for ev in items)
         lines.append(
-            f'  {ev.part:<9} {ev.camera:<20} t={to_seconds(ev.stamp):.2f} '
-            f'[{to_seconds(ev.start):.2f} .. {to_seconds(ev.end):.2f}] '
-            f'frames={ev.weight:g}'
+            f'  {part:<9} {len(items):>3} elements for {frames:g} frames, t={start:.2f} .. '
+            f'{end:.2f} [{cameras}]'
         )
-    if len(evidence) > MAX_EVIDENCE_LINES:
-        lines.append(f'  ... {len(evidence) - MAX_EVIDENCE_LINES} more')
-    lines.extend(memory_lines(result.memory))
     return lines
 
 
@@ -179,7 +209,9 @@ class Asker:
 
     def by_action(self) -> Any | None:
         name = f'{self.args.node}/ask_stream'
-        client: ActionClient[Any, Any, Any] = ActionClient(self.node, AskStream, name)
+        client: ActionClient[Any, Any, Any] = ActionClient(
+            self.node, AskStream, name, feedback_sub_qos_profile=QoSProfile(depth=256)
+        )
         if not client.wait_for_server(timeout_sec=self.remaining()):
             raise TimeoutError(f'action {name} not available')
         goal = fill_request(AskStream.Goal(), self.args)
@@ -210,8 +242,41 @@ class Asker:
         self.streamed = True
 
 
+def show_status(node: Node, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Print the node's memory status once it is active with ``--wait-frames`` frames."""
+    topic = f'{args.node}/memory_status'
+    seen: list[Any] = []
+    node.create_subscription(MemoryStatus, topic, seen.append, 10)
+    deadline = time.monotonic() + args.timeout
+
+    def ready() -> bool:
+        last = seen[-1] if seen else None
+        if last is None or args.wait_frames <= 0:
+            return last is not None
+        return bool(last.state == 'active' and last.frames_ingested >= args.wait_frames)
+
+    while not ready() and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.2)
+    if not seen:
+        err.write(f'flash_vstream_ask: no status on {topic} within {args.timeout} s\n')
+        return 1
+    out.write('\n'.join(memory_lines(seen[-1])) + '\n')
+    if not ready():
+        err.write(
+            f'flash_vstream_ask: {args.wait_frames} frames not ingested within '
+            f'{args.timeout} s (state {seen[-1].state})\n'
+        )
+        return 1
+    return 0
+
+
 def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     node = Node(f'flash_vstream_ask_{os.getpid()}')
+    if args.status:
+        try:
+            return show_status(node, args, out, err)
+        finally:
+            node.destroy_node()
     asker = Asker(node, args, out)
     try:
         result = asker.by_service() if args.use_service else asker.by_action()

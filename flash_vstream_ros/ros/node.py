@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 import gc
+import signal
 import sys
 import traceback
 from typing import Any
@@ -36,6 +37,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import Subscription
 from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image
@@ -178,6 +180,7 @@ class FlashVStreamNode(LifecycleNode):
         torch = sys.modules.get('torch')
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
+        self.get_logger().info('engine stopped, model freed')
 
     # ------------------------------------------------------------------ cameras
 
@@ -342,8 +345,15 @@ class FlashVStreamNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    """``flash_vstream_node``: run the node until SIGINT/SIGTERM; exit code 0 on a clean stop."""
-    rclpy.init(args=args)
+    """``flash_vstream_node``: run the node until SIGINT/SIGTERM; exit code 0 on a clean stop.
+
+    rclpy's own signal handlers would shut the context down at once; instead SIGINT and SIGTERM
+    interrupt the executor, the node stops the engine (saving when configured, logging through
+    the still valid context), and only then is ROS shut down.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (`cmd &`)
+        signal.signal(sig, _interrupt)
     node: FlashVStreamNode | None = None
     executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
     try:
@@ -355,6 +365,8 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # one clean stop; SIGKILL still works
+            signal.signal(sig, signal.SIG_IGN)
         if node is not None:
             node.close()
         executor.shutdown()
@@ -362,6 +374,10 @@ def main(args: list[str] | None = None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f'signal {signum}')
 
 
 if __name__ == '__main__':

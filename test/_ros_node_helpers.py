@@ -1,0 +1,195 @@
+"""Helpers of the ros-tier node tests: nodes as subprocesses, an in-process client.
+
+The node and the camera run as subprocesses with the Fast DDS loopback profile (16 MB shared
+memory, UDP on 127.0.0.1 only), so 640x480 frames at 30 Hz pass best effort. The test's own
+client joins the same ROS domain in-process (discovery on localhost) and only exchanges small
+messages with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+from flash_vstream_ros.config import AppConfig, dump_ros_params, with_overrides
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROFILE = REPO_ROOT / 'config' / 'fastdds_loopback.xml'
+
+
+def ros_env(domain_id: int) -> dict[str, str]:
+    """Environment of a node subprocess: own domain, loopback-only DDS, offline, one thread."""
+    env = dict(os.environ)
+    env.update(
+        {
+            'ROS_DOMAIN_ID': str(domain_id),
+            'FASTDDS_DEFAULT_PROFILES_FILE': str(PROFILE),
+            'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SYSTEM_DEFAULT',  # the profile keeps it on 127.0.0.1
+            'PYTHONPATH': os.pathsep.join([str(REPO_ROOT), env.get('PYTHONPATH', '')]).rstrip(':'),
+            'PYTHONUNBUFFERED': '1',
+            'OMP_NUM_THREADS': '1',
+            'HF_HUB_OFFLINE': '1',
+            'TRANSFORMERS_OFFLINE': '1',
+        }
+    )
+    return env
+
+
+def write_params(path: Path, overrides: dict[str, Any]) -> Path:
+    """A ROS params file of the config defaults with dotted-name overrides."""
+    path.write_text(dump_ros_params(with_overrides(AppConfig(), overrides)))
+    return path
+
+
+@dataclass
+class Proc:
+    """A subprocess with its output in a log file."""
+
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def text(self) -> str:
+        return self.log.read_text(errors='replace')
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
+        """Send ``sig`` and wait; SIGKILL after ``timeout`` (then the return code is -9)."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return int(self.popen.returncode)
+
+
+def start(args: list[str], domain_id: int, log: Path) -> Proc:
+    with log.open('wb') as out:
+        popen = subprocess.Popen(
+            args, cwd=REPO_ROOT, env=ros_env(domain_id), stdout=out, stderr=subprocess.STDOUT
+        )
+    return Proc(popen, log)
+
+
+def start_node(params: Path, domain_id: int, log: Path, ros_args: tuple[str, ...] = ()) -> Proc:
+    return start(
+        [
+            sys.executable,
+            '-m',
+            'flash_vstream_ros.ros.node',
+            '--ros-args',
+            '--params-file',
+            str(params),
+            *ros_args,
+        ],
+        domain_id,
+        log,
+    )
+
+
+def start_camera(domain_id: int, log: Path, **params: object) -> Proc:
+    args = [sys.executable, '-m', 'flash_vstream_ros.ros.sim_camera', '--ros-args']
+    for name, value in params.items():
+        args += ['-p', f'{name}:={value}']
+    return start(args, domain_id, log)
+
+
+class Client:
+    """An in-process node on the test's domain, spun by a background executor."""
+
+    def __init__(self, domain_id: int, name: str = 'test_client') -> None:
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = Node(name, context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.executor.add_node(self.node)
+        self._lock = threading.Lock()
+        self.received: dict[str, list[Any]] = {}
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def subscribe(self, msg_type: Any, topic: str, best_effort: bool = False) -> None:
+        qos = QoSProfile(
+            depth=50,
+            reliability=ReliabilityPolicy.BEST_EFFORT
+            if best_effort
+            else ReliabilityPolicy.RELIABLE,
+        )
+        self.received[topic] = []
+
+        def keep(msg: Any) -> None:
+            with self._lock:
+                self.received[topic].append(msg)
+
+        self.node.create_subscription(msg_type, topic, keep, qos)
+
+    def messages(self, topic: str) -> list[Any]:
+        with self._lock:
+            return list(self.received[topic])
+
+    def latest(self, topic: str, timeout: float = 30.0) -> Any:
+        wait_for(lambda: bool(self.messages(topic)), timeout, f'a message on {topic}')
+        return self.messages(topic)[-1]
+
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 60.0) -> Any:
+        client: Any = self.node.create_client(srv_type, name)
+        try:
+            assert client.wait_for_service(timeout_sec=timeout), f'service {name} not available'
+            future = client.call_async(request)
+            return result_of(future, timeout, f'response of {name}')
+        finally:
+            self.node.destroy_client(client)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+        self._thread.join(5.0)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f'timed out after {timeout} s waiting for {what}')
+        time.sleep(0.05)
+
+
+def result_of(future: Any, timeout: float, what: str) -> Any:
+    wait_for(future.done, timeout, what)
+    return future.result()
+
+
+def poll_until(
+    get: Callable[[], Any], done: Callable[[Any], bool], timeout: float, what: str
+) -> Any:
+    """Call ``get`` until ``done(value)``; returns that value."""
+    box: list[Any] = []
+
+    def check() -> bool:
+        box[:] = [get()]
+        return done(box[0])
+
+    wait_for(check, timeout, what)
+    return box[0]
+
+
+def iter_lines(text: str, needle: str) -> Iterator[str]:
+    return (line for line in text.splitlines() if needle in line)
