@@ -67,7 +67,9 @@ def _step(
         logits_to_keep=1,
         **({cache_arg: cache} if cache is not None else {}),
     )
-    new_cache = out.get('cache', None) or out.get('past_key_values', None)
+    new_cache = out.get('cache', None)
+    if new_cache is None:  # older transformers name it past_key_values
+        new_cache = out.get('past_key_values', None)
     return out.logits[0, -1].float(), new_cache  # (V,)
 
 

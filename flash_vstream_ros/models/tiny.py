@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from flash_vstream_ros.errors import ConfigError
 from flash_vstream_ros.models.v1_format import (
     MM_DEFAULTS,
     MODEL_TYPE,
@@ -78,7 +79,7 @@ def default_cache_dir() -> Path:
 def ensure_tiny(cache_dir: str | Path = '', family: str = 'flash_vstream') -> Path:
     """The folder of the tiny model of ``family``, built (atomically) on first use."""
     if family not in TINY_FAMILIES:
-        raise ValueError(f'tiny family must be one of {list(TINY_FAMILIES)}, got {family!r}')
+        raise ConfigError(f'tiny family must be one of {list(TINY_FAMILIES)}, got {family!r}')
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     final = root / f'tiny-{family}-v{FORMAT_VERSION}'
     if final.is_dir():
