@@ -67,3 +67,14 @@ def test_detail_frames_are_full_resolution_and_nearest_to_largest_clusters() -> 
     assert ev.stamp == 6.0 + best
     assert snap.parts[1].elements[0].shape == (4, 4, D)
     assert torch.equal(snap.parts[1].elements[0], ops.pool_map(buffered[best], 4))
+
+
+def test_memory_does_not_alias_the_callers_tensor() -> None:
+    mem = SynopsisMemory(dataclasses.replace(SMALL, detail_size=8), D)  # detail = full grid
+    batch = frames(3)
+    feed(mem, batch)
+    before = mem.snapshot().readout().tokens.clone()
+    batch.zero_()
+    assert torch.equal(mem.snapshot().readout().tokens, before)
+    assert all(t.untyped_storage().data_ptr() != batch.untyped_storage().data_ptr()
+               for t in mem.buffer.slots)  # fmt: skip

@@ -89,10 +89,12 @@ class StarMemory(StreamBase):
         bit = self._camera_bit(camera)
         c = self.cfg
         one = Prov.frame(stamp, bit)
-        self._update_spatial(ops.pool_map(x, c.spatial_size), one)
-        self.buffer.push(ops.pool_map(x, c.retrieved_size), stamp, bit)
-        self.temporal.add(ops.pool_map(x, c.temporal_size), one)
-        self._update_abstract(ops.pool_map(x, c.abstract_size), stamp, bit)
+        sides = {c.spatial_size, c.retrieved_size, c.temporal_size, c.abstract_size}
+        pooled = {s: ops.pool_map(x, s) for s in sides}  # side -> (s, s, D), each pooled once
+        self._update_spatial(pooled[c.spatial_size], one)
+        self.buffer.push(pooled[c.retrieved_size], stamp, bit)
+        self.temporal.add(pooled[c.temporal_size], one)
+        self._update_abstract(pooled[c.abstract_size], stamp, bit)
         self.frames += 1
 
     def _update_spatial(self, frame: torch.Tensor, prov: Prov) -> None:

@@ -65,7 +65,9 @@ class StreamBase:
             )
         if not math.isfinite(stamp):
             raise BadFrameError(f'memory update needs a finite stamp, got {stamp!r}')
-        return features.to(self.device, self.dtype)
+        # a copy: the memory may keep the map itself (a side equal to the grid), and must not
+        # alias the caller's tensor (or keep a whole encoder batch alive through a view)
+        return features.to(self.device, self.dtype, copy=True)  # (H, W, D)
 
     def _camera_bit(self, camera: str) -> int:
         if camera not in self.camera_names:
