@@ -8,9 +8,8 @@ default; run with ``-m slow`` or ``-m gpu``).
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
+import sys
 
 import pytest
 
@@ -26,6 +25,20 @@ os.environ.setdefault('OMP_NUM_THREADS', '1')
 
 
 @pytest.fixture(scope='session')
-def tiny_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def tiny_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One folder per test session where tiny models are built once and reused."""
-    yield tmp_path_factory.mktemp('tiny_models')
+    return tmp_path_factory.mktemp('tiny_models')
+
+
+TIERS = frozenset({'unit', 'model', 'ros', 'launch', 'slow', 'gpu'})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test belongs to a tier (markers registered in pyproject.toml): refuse others."""
+    untiered = [
+        item.nodeid for item in items if not TIERS & {mark.name for mark in item.iter_markers()}
+    ]
+    if untiered:
+        raise pytest.UsageError(
+            f'tests without a tier marker ({", ".join(sorted(TIERS))}): {untiered[:10]}'
+        )
