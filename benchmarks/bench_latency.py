@@ -107,21 +107,46 @@ def context_length(model: VisionLanguageModel) -> int:
     return int(getattr(getattr(lm, 'config', None), 'max_position_embeddings', 0) or 1 << 30)
 
 
-def timed_answer(
-    model: VisionLanguageModel, tokens_fn: Any, frames: int, new_tokens: int, reps: int
+def answer_once(
+    model: VisionLanguageModel, tokens_fn: Any, frames: int, new_tokens: int
 ) -> tuple[float, int, int]:
-    """(fastest seconds, visual tokens, answer tokens) of readout + answer."""
+    """(seconds, visual tokens, answer tokens) of one readout + answer."""
     request = GenerationRequest(max_new_tokens=new_tokens, temperature=0.0)
-    times, n_visual, n_answer = [], 0, 0
-    for i in range(reps + 1):
-        t0 = time.perf_counter()
-        tokens = tokens_fn()  # (N, D)
-        ctx = PromptContext(span=(0.0, float(frames)), frames_seen=frames, cameras=('cam',))
-        gen = model.answer(tokens, QUESTION, ctx, request)
-        if i:  # the first run warms up
-            times.append(time.perf_counter() - t0)
-        n_visual, n_answer = int(tokens.shape[0]), gen.tokens
-    return min(times), n_visual, n_answer
+    t0 = time.perf_counter()
+    tokens = tokens_fn()  # (N, D)
+    ctx = PromptContext(span=(0.0, float(frames)), frames_seen=frames, cameras=('cam',))
+    gen = model.answer(tokens, QUESTION, ctx, request)
+    return time.perf_counter() - t0, int(tokens.shape[0]), gen.tokens
+
+
+@dataclass
+class Checkpoint:
+    frames: int
+    snapshot: Any  # an immutable MemorySnapshot taken after ``frames`` updates
+    update_ms: float
+
+
+def feed(targets: list[int]) -> tuple[list[Checkpoint], torch.Tensor]:
+    """Feed synthetic maps; snapshots at each target and every frame's 2x2 pooled tokens."""
+    memory = build_memory(MemoryConfig(), DIM)
+    gen = torch.Generator().manual_seed(0)
+    pooled: list[torch.Tensor] = []
+    checkpoints: list[Checkpoint] = []
+    done = 0
+    for target in sorted(targets):
+        update_s = 0.0
+        for i in range(done, target):
+            feat = torch.randn(GRID, GRID, DIM, generator=gen)  # (16, 16, D)
+            t0 = time.perf_counter()
+            memory.update(feat, float(i), 'cam')
+            update_s += time.perf_counter() - t0
+            small = torch.nn.functional.adaptive_avg_pool2d(feat.permute(2, 0, 1), BASELINE_POOL)
+            pooled.append(small.flatten(1).T.contiguous())  # (4, D)
+        checkpoints.append(
+            Checkpoint(target, memory.snapshot(), 1000.0 * update_s / max(1, target - done))
+        )
+        done = target
+    return checkpoints, torch.cat(pooled)  # (frames * 4, D)
 
 
 def run(args: argparse.Namespace) -> list[Row]:
@@ -133,52 +158,60 @@ def run(args: argparse.Namespace) -> list[Row]:
     for name, m in models.items():
         if m.feature_dim != DIM:
             raise SystemExit(f'model {name} has feature_dim {m.feature_dim}, expected {DIM}')
-    memory = build_memory(MemoryConfig(), DIM)
-    gen = torch.Generator().manual_seed(0)
-    pooled: list[torch.Tensor] = []
+    checkpoints, pooled = feed(args.frames)
     rows: list[Row] = []
-    done = 0
-    for target in sorted(args.frames):
-        update_s = 0.0
-        for i in range(done, target):
-            feat = torch.randn(GRID, GRID, DIM, generator=gen)  # (16, 16, D)
-            t0 = time.perf_counter()
-            memory.update(feat, float(i), 'cam')
-            update_s += time.perf_counter() - t0
-            small = torch.nn.functional.adaptive_avg_pool2d(feat.permute(2, 0, 1), BASELINE_POOL)
-            pooled.append(small.flatten(1).T.contiguous())  # (4, D)
-        update_ms = 1000.0 * update_s / max(1, target - done)
-        done = target
-        snap = memory.snapshot()
-        for name, model in models.items():
-            rows.append(measure(name, model, snap, pooled, target, update_ms, args))
-            print(format_row(rows[-1]), file=sys.stderr, flush=True)
+    for name, model in models.items():
+        rows.extend(measure(name, model, checkpoints, pooled, args))
+        for row in rows[-len(checkpoints) :]:
+            print(format_row(row), file=sys.stderr, flush=True)
     return rows
 
 
 def measure(
     name: str,
     model: VisionLanguageModel,
-    snap: Any,
-    pooled: list[torch.Tensor],
-    frames: int,
-    update_ms: float,
+    checkpoints: list[Checkpoint],
+    pooled: torch.Tensor,
     args: argparse.Namespace,
-) -> Row:
-    ours_s, ours_n, answer_n = timed_answer(
-        model, lambda: snap.readout().tokens, frames, args.new_tokens, args.reps
-    )
-    base_n = frames * BASELINE_POOL**2
+) -> list[Row]:
+    """Every checkpoint timed in interleaved rounds (load changes hit all of them alike)."""
     limit = min(args.baseline_cap, context_length(model) - 64)
-    base_s: float | None = None
-    note = ''
-    if base_n <= limit:
-        base_s, _, _ = timed_answer(
-            model, lambda: torch.cat(pooled), frames, args.new_tokens, args.reps
+    ours: dict[int, list[float]] = {c.frames: [] for c in checkpoints}
+    base: dict[int, list[float]] = {c.frames: [] for c in checkpoints}
+    sizes: dict[int, tuple[int, int]] = {}
+    for rnd in range(args.reps + 1):  # round 0 warms up
+        for c in checkpoints:
+            secs, n_visual, n_answer = answer_once(
+                model, lambda c=c: c.snapshot.readout().tokens, c.frames, args.new_tokens
+            )
+            sizes[c.frames] = (n_visual, n_answer)
+            if rnd:
+                ours[c.frames].append(secs)
+            n_base = c.frames * BASELINE_POOL**2
+            if n_base <= limit:
+                secs, _, _ = answer_once(
+                    model, lambda n=n_base: pooled[:n], c.frames, args.new_tokens
+                )
+                if rnd:
+                    base[c.frames].append(secs)
+    rows = []
+    for c in checkpoints:
+        n_base = c.frames * BASELINE_POOL**2
+        note = '' if base[c.frames] else f'{n_base} tokens > limit {limit}'
+        rows.append(
+            Row(
+                name,
+                c.frames,
+                sizes[c.frames][0],
+                min(ours[c.frames]),
+                n_base,
+                min(base[c.frames]) if base[c.frames] else None,
+                note,
+                sizes[c.frames][1],
+                c.update_ms,
+            )
         )
-    else:
-        note = f'{base_n} tokens > limit {limit}'
-    return Row(name, frames, ours_n, ours_s, base_n, base_s, note, answer_n, update_ms)
+    return rows
 
 
 def format_row(r: Row) -> str:
