@@ -149,10 +149,10 @@ def plot_memory_bytes(data: dict[str, Any], path: Path) -> Path:
     """Memory state bytes vs frames, one line per memory kind, log-log."""
     rows = find_rows(data)
     groups = [k for k in GROUP_KEYS if any(k in r for r in rows)][:1]
-    lines = series(rows, FRAMES_KEYS, (used_key(rows, BYTES_KEYS),), groups)
-    return line_plot(
-        lines, path, 'Memory state bytes vs frames', 'frames', 'state bytes', logy=True
-    )
+    key = used_key(rows, BYTES_KEYS)
+    unit = 'state MB' if key.endswith('_mb') else 'state bytes'
+    lines = series(rows, FRAMES_KEYS, (key,), groups)
+    return line_plot(lines, path, 'Memory state size vs frames', 'frames', unit, logy=True)
 
 
 def plot_update_time(data: dict[str, Any], path: Path) -> Path:

@@ -128,7 +128,7 @@ def run_bench(spec: BenchSpec, out: Path, quick: bool, scale: float) -> BenchRun
     extra = list(spec.quick_args if quick else spec.args)
     target = folder / spec.out_file if spec.out_file else folder
     cmd = [sys.executable, str(script.relative_to(ROOT)), '--out', str(target), *extra]
-    run = BenchRun(spec.name, spec.title, cmd, 'missing')
+    run = BenchRun(spec.name, spec.title, ['python', *cmd[1:]], 'missing')  # shown
     if not script.exists():
         run.note = f'benchmarks/{spec.script} is not in the repository yet.'
         return run
@@ -140,7 +140,8 @@ def run_bench(spec: BenchSpec, out: Path, quick: bool, scale: float) -> BenchRun
     errors = (folder / 'log.txt').read_text(errors='replace')
     if quick and code == 2 and 'unrecognized arguments' in errors:  # no such quick option
         run.note = f'{spec.script} does not take {" ".join(extra)}; ran it without.'
-        run.command = cmd = [c for c in cmd if c not in extra]
+        cmd = [c for c in cmd if c not in extra]
+        run.command = ['python', *cmd[1:]]
         code, timed_out, more = execute(cmd, folder, timeout)
         wall += more
     run.returncode, run.wall_s = code, wall
