@@ -78,6 +78,7 @@ stop_all() {
         wait "$pid" 2>/dev/null || true
     done
     PIDS=()
+    return 0
 }
 
 finish() {
@@ -114,17 +115,24 @@ echo "== flash_vstream demo: model $MODEL_FAMILY${MODEL_PATH:+ ($MODEL_PATH)}, R
 "$PY" -m flash_vstream_ros.ros.node --ros-args --params-file "$WORK/params.yaml" \
     >"$WORK/node.log" 2>&1 &
 PIDS+=($!)
+echo "node pid ${PIDS[0]}; waiting for it to load the model (at most ${STARTUP_TIMEOUT} s)"
+ASK=("$PY" -m flash_vstream_ros.ros.ask_client)
+if ! "${ASK[@]}" --status --wait-frames 0 --timeout "$STARTUP_TIMEOUT" >/dev/null; then
+    echo "demo: the node did not become active; its log:"
+    tail -n 30 "$WORK/node.log"
+    exit 1
+fi
+grep -h 'configured:' "$WORK/node.log" | sed 's/^/  /' || true
+
 "$PY" -m flash_vstream_ros.ros.sim_camera --ros-args -p topic:=/camera/image_raw \
     -p width:=640 -p height:=480 -p rate_hz:=30.0 -p event_log:="$WORK/events.jsonl" \
     >"$WORK/camera.log" 2>&1 &
 PIDS+=($!)
-echo "node pid ${PIDS[0]}, camera pid ${PIDS[1]} (640x480 rgb8 at 30 Hz on /camera/image_raw)"
-
-echo "== waiting for the model and $FRAMES frames in memory (at most ${STARTUP_TIMEOUT} s)"
-ASK=("$PY" -m flash_vstream_ros.ros.ask_client)
-if ! "${ASK[@]}" --status --wait-frames "$FRAMES" --timeout "$STARTUP_TIMEOUT"; then
-    echo "demo: the node did not get ready; its log:"
-    tail -n 30 "$WORK/node.log"
+echo "camera pid ${PIDS[1]}: synthetic world, 640x480 rgb8 at 30 Hz on /camera/image_raw"
+echo "== waiting for $FRAMES frames in memory (the node keeps $INGEST_HZ per second)"
+if ! "${ASK[@]}" --status --wait-frames "$FRAMES" --timeout 120; then
+    echo "demo: frames did not arrive; node and camera logs:"
+    tail -n 20 "$WORK/node.log" "$WORK/camera.log"
     exit 1
 fi
 

@@ -45,9 +45,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         '--wait-frames',
         type=int,
-        default=0,
+        default=-1,
         metavar='N',
-        help='with --status: wait until the node is active and has ingested N frames',
+        help='with --status: wait until the node is active and has ingested N frames (0: '
+        'until active)',
     )
     parser.add_argument(
         '--window-last',
@@ -251,7 +252,7 @@ def show_status(node: Node, args: argparse.Namespace, out: TextIO, err: TextIO) 
 
     def ready() -> bool:
         last = seen[-1] if seen else None
-        if last is None or args.wait_frames <= 0:
+        if last is None or args.wait_frames < 0:
             return last is not None
         return bool(last.state == 'active' and last.frames_ingested >= args.wait_frames)
 
