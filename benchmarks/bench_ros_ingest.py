@@ -38,15 +38,17 @@ PROFILE_CANDIDATES = (
 )
 NODE_NAME = 'flash_vstream'
 NODE_MODULE = 'flash_vstream_ros.ros.node'
+FILL_RATE_HZ = 10.0
 
 
 @dataclass(frozen=True)
 class Mode:
-    """One DDS setting to run the benchmark under."""
+    """One DDS setting (and node overrides) to run the benchmark under."""
 
     name: str
     domain_id: int
     profile: Path | None  # Fast DDS profile file, None = plain LOCALHOST discovery
+    overrides: tuple[str, ...] = ()  # KEY=VALUE for the node, on top of --set
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -66,6 +68,21 @@ class Mode:
             env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(self.profile)
         env['PYTHONPATH'] = os.pathsep.join(p for p in (str(ROOT), env.get('PYTHONPATH')) if p)
         return env
+
+
+MODES = {
+    'profile': 'Fast DDS loopback profile (16 MB shared memory, UDP on 127.0.0.1)',
+    'localhost': 'ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, no profile',
+    'fill': f'profile, ingest at {FILL_RATE_HZ:g} Hz: the 300-frame feature buffer fills in '
+    f'{300 / FILL_RATE_HZ:.0f} s, so RSS after that shows whether memory stays flat',
+}
+
+
+def make_mode(name: str, domain_id: int) -> Mode:
+    if name == 'localhost':
+        return Mode(name, domain_id, None)
+    overrides = (f'engine.ingest_rate_hz={FILL_RATE_HZ}',) if name == 'fill' else ()
+    return Mode(name, domain_id, find_profile(), overrides)
 
 
 def find_profile() -> Path:
@@ -223,12 +240,13 @@ class Procs:
 def run_mode(mode: Mode, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     params, lines = work / f'params_{mode.name}.yaml', work / f'status_{mode.name}.jsonl'
     pub_json = work / f'publisher_{mode.name}.json'
-    write_params(params, args.set)
+    write_params(params, [*args.set, *mode.overrides])
     result: dict[str, Any] = {
         'mode': mode.name,
         'domain_id': mode.domain_id,
         'profile': str(mode.profile) if mode.profile else None,
         'discovery_range': mode.env()['ROS_AUTOMATIC_DISCOVERY_RANGE'],
+        'overrides': [*args.set, *mode.overrides],
     }
     with Procs(work, mode) as procs:
         py = sys.executable
@@ -361,7 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--height', type=int, default=480)
     parser.add_argument(
-        '--modes', nargs='+', default=['profile', 'localhost'], choices=['profile', 'localhost']
+        '--modes',
+        nargs='+',
+        default=['profile', 'localhost'],
+        choices=list(MODES),
+        help='; '.join(f'{k}: {v}' for k, v in MODES.items()),
     )
     parser.add_argument('--domain-id', type=int, default=90, help='first of consecutive domains')
     parser.add_argument('--ready-timeout', type=float, default=240.0)
@@ -382,10 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.duration, args.modes = min(args.duration, 10.0), ['profile']
     sys.path.insert(0, str(ROOT))
-    modes = [
-        Mode(m, args.domain_id + i, find_profile() if m == 'profile' else None)
-        for i, m in enumerate(args.modes)
-    ]
+    modes = [make_mode(m, args.domain_id + i) for i, m in enumerate(args.modes)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = []

@@ -167,6 +167,13 @@ ROS_MEMORY = (
 )  # fmt: skip
 
 
+ROS_LABELS = {
+    'profile': 'loopback profile',
+    'localhost': 'LOCALHOST, no profile',
+    'fill': 'loopback profile, ingest 10 Hz',
+}
+
+
 def section_ros(run: BenchRun) -> str:
     rows, failed = [], []
     for r in run.data['runs']:
@@ -174,7 +181,7 @@ def section_ros(run: BenchRun) -> str:
             failed.append(f'* {r["mode"]}: FAILED: {r["error"]}')
             continue
         cb = r.get('callback', {})
-        label = f'{r["mode"]} ({"profile" if r.get("profile") else r.get("discovery_range")})'
+        label = ROS_LABELS.get(r['mode'], r['mode'])
         rows.append(
             {
                 **r,
@@ -197,8 +204,12 @@ def section_ros(run: BenchRun) -> str:
     info = (
         f'{fmt(run.data.get("size"))} rgb8 at {fmt(run.data.get("rate_hz"))} Hz, best '
         f'effort, {fmt(run.data.get("duration_s"))} s per setting; the node runs the tiny '
-        'model. "profile": Fast DDS loopback profile (16 MB shared memory); "localhost": '
-        'ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST alone (512 KB shared memory segment). '
+        'model at its default ingest rate (1 Hz). "loopback profile": the Fast DDS profile '
+        'config/fastdds_loopback.xml (16 MB shared memory, UDP on 127.0.0.1); "LOCALHOST, no '
+        'profile": ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST alone (512 KB shared memory '
+        'segment); "ingest 10 Hz": the profile with engine.ingest_rate_hz=10, so the 300-frame '
+        'feature buffer is full after 30 s and the RSS after that shows whether memory stays '
+        'flat. '
         "Callback = the node's image callback (convert + hand to the engine), timed by "
         'benchmarks/node_timed.py; node CPU ms/frame = node CPU time less encode+update, per '
         'delivered frame (includes DDS receive and deserialization). The memory state grows '

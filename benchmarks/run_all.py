@@ -57,7 +57,8 @@ BENCHES: tuple[BenchSpec, ...] = (
               quick_args=('--frames', '10', '100', '1000', '--reps', '1', '--tiny-only'),
               out_file='latency.json'),
     BenchSpec('ros_ingest', '3. ROS ingest: 640x480 at 30 Hz, best effort, into the node',
-              'bench_ros_ingest.py', 330, 150, ('--duration', '60')),
+              'bench_ros_ingest.py', 420, 150,
+              ('--duration', '60', '--modes', 'profile', 'localhost', 'fill')),
     BenchSpec('encoder', '4. Vision encoder throughput vs the FLOP floor', 'bench_encoder.py',
               300, 90),
 )  # fmt: skip

@@ -120,7 +120,7 @@ def test_render_reports_every_status(tmp_path: Path) -> None:
     assert '**failed**' in text
     assert 'Traceback: boom' in text
     assert 'localhost: FAILED: TimeoutError' in text
-    assert '| profile (profile) | 1,800 | 1,790 | 99.4 |' in text
+    assert '| loopback profile | 1,800 | 1,790 | 99.4 |' in text
     assert '| CLIP ViT-L/14 224 (paper) | 1 | 1 | 1.400 |' in text
     assert '![encoder_vs_floor](encoder_vs_floor.png)' in text
 
