@@ -27,7 +27,7 @@ class Question:
 class EngineStatus:
     """A consistent picture of the engine at one instant (what ~/memory_status publishes)."""
 
-    state: str  # created | running | stopped | failed
+    state: str  # created | starting | running | stopping | stopped | failed
     model: str
     memory_kind: str
     frames_received: int
