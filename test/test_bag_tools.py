@@ -8,7 +8,7 @@ import subprocess
 import time
 from typing import Any
 
-from _sim_procs import module_cmd, ros_env, running, wait_exit, wait_for
+from _sim_procs import module_cmd, ros_env, running, stop, wait_exit, wait_for
 import numpy as np
 import pytest
 
@@ -215,3 +215,18 @@ def test_bad_requests_exit_2_with_a_reason(tmp_path: Path, args: list[str], mess
 def test_wait_for_helper_fails_with_what_it_waited_for() -> None:
     with pytest.raises(AssertionError, match='the moon'):
         wait_for(lambda: False, 0.1, 'the moon')
+
+
+def test_sigint_closes_the_bag_cleanly(tmp_path: Path) -> None:
+    env, bag, frames = ros_env(82), tmp_path / 'bag', 20
+    rec_log = tmp_path / 'rec.log'
+    with running(module_cmd(BAG, 'record', str(bag), '--storage', 'sqlite3'), env,
+                 rec_log) as rec:  # fmt: skip
+        cam_log = tmp_path / 'cam.log'
+        with running(camera_cmd(frames), env, cam_log) as cam:
+            assert wait_exit(cam, 90, cam_log) == 0
+        time.sleep(0.5)  # the last frames are acknowledged before the camera exits
+        assert stop(rec) == 0, rec_log.read_text()
+    assert (bag / 'metadata.yaml').exists()
+    with Reader(bag) as reader:
+        assert reader.message_count == frames
