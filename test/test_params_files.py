@@ -15,7 +15,7 @@ FAMILIES = ('tiny', 'flash_vstream', 'llava')
 @pytest.mark.unit
 @pytest.mark.parametrize('family', FAMILIES)
 def test_family_file_loads_and_names_its_family(family: str) -> None:
-    cfg = load_yaml(CONFIG / f'{family}.yaml')
+    cfg: AppConfig = load_yaml(CONFIG / f'{family}.yaml')
     assert cfg.model.family == family
     changed = {k for k, v in flatten(cfg).items() if flatten(AppConfig())[k] != v}
     assert changed <= {'model.family', 'model.path', 'model.offline', 'memory.kind'}

@@ -17,6 +17,7 @@ class NodeLogHandler(logging.Handler):
     def __init__(self, ros_logger: Any) -> None:
         super().__init__()
         self._ros_logger = ros_logger
+        self.saved: tuple[int, bool] = (logging.NOTSET, True)  # core logger's level, propagate
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -37,6 +38,7 @@ def bridge_core_logging(ros_logger: Any, level: int = logging.INFO) -> NodeLogHa
     """Attach a NodeLogHandler to the core's root logger; returns it for removal."""
     handler = NodeLogHandler(ros_logger)
     core = logging.getLogger(CORE_LOGGER)
+    handler.saved = (core.level, core.propagate)
     core.addHandler(handler)
     core.setLevel(level)
     core.propagate = False  # the node logger already prints to the console
@@ -44,9 +46,11 @@ def bridge_core_logging(ros_logger: Any, level: int = logging.INFO) -> NodeLogHa
 
 
 def unbridge_core_logging(handler: NodeLogHandler) -> None:
+    """Detach ``handler`` and restore the core logger's level and propagation."""
     core = logging.getLogger(CORE_LOGGER)
     core.removeHandler(handler)
-    core.propagate = True
+    level, core.propagate = handler.saved
+    core.setLevel(level)
 
 
 class Throttle:
