@@ -1,4 +1,20 @@
-"""Streaming visual memories (pure torch): STAR (Flash-VStream v1) and synopsis (v2)."""
+"""Streaming visual memories (pure torch): STAR (Flash-VStream v1) and synopsis (v2).
+
+Deliberate choices (config options; the released research code in brackets):
+* temporal/synopsis clustering: weighted, exact - once full, each frame costs one Ward merge of
+  the cheapest pair (no iterations, no randomness) [unweighted Lloyd from a random start:
+  kmeans_weighted=False, kmeans_init='random'];
+* key-frame retrieval: the buffered frame nearest to each of the largest centroids
+  [frames indexed by cluster id, i.e. early frames: retrieval='released'];
+* feature buffer capped at buffer_frames [unbounded: buffer_capped=False];
+* abstract q/k: the model's trained projections when it has them, else the identity (a plain
+  scaled dot product on the features). With 1x1 slots a frame gives one key, the softmax is 1
+  and the abstract update reduces to an exponential moving average, with or without q/k.
+* time filter: an element is used when its [start, end] span meets the window; camera filter:
+  when it holds content from one of the cameras (a shared-memory cluster may mix cameras).
+Layout: ops (pure tensor functions), prov (time/camera provenance), store (writer-side
+clusters and frame buffer), star, synopsis, snapshot (immutable views and the saved state).
+"""
 
 from __future__ import annotations
 
