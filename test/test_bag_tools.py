@@ -230,3 +230,34 @@ def test_sigint_closes_the_bag_cleanly(tmp_path: Path) -> None:
     assert (bag / 'metadata.yaml').exists()
     with Reader(bag) as reader:
         assert reader.message_count == frames
+
+
+def test_loop_replays_until_sigint(tmp_path: Path, probe: Probe) -> None:
+    write_world_bag(tmp_path / 'bag', frames=5, fps=30.0, width=32, height=24)
+    cmd = module_cmd(BAG, 'play', str(tmp_path / 'bag'), '--wait-subscribers', '1',
+                     '--reliability', 'reliable', '--loop', '--rate', '2')  # fmt: skip
+    log = tmp_path / 'play.log'
+    with running(cmd, ros_env(83), log) as player:
+        deadline = time.monotonic() + 60
+        while len(probe.received) < 12 and time.monotonic() < deadline:
+            probe.executor.spin_once(timeout_sec=0.05)
+        assert stop(player) == 0, log.read_text()
+    assert len(probe.received) >= 12  # more than two passes over five frames
+
+
+def test_record_raw_and_compressed_topics(tmp_path: Path) -> None:
+    env, bag, frames = ros_env(82), tmp_path / 'bag', 10
+    rec_cmd = module_cmd(BAG, 'record', str(bag), '--topics', 'image_raw', 'image_raw/jpeg',
+                         '--max-messages', str(2 * frames))  # fmt: skip
+    with running(rec_cmd, env, tmp_path / 'rec.log') as rec:
+        cam_log = tmp_path / 'cam.log'
+        cam_cmd = camera_cmd(frames, '-p', 'compressed_topic:=image_raw/jpeg')
+        with running(cam_cmd, env, cam_log) as cam:
+            assert wait_exit(cam, 90, cam_log) == 0
+        assert wait_exit(rec, 30, tmp_path / 'rec.log') == 0
+    with Reader(bag) as reader:
+        types = {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
+    assert types == {
+        '/image_raw': ('sensor_msgs/msg/Image', frames),
+        '/image_raw/jpeg': ('sensor_msgs/msg/CompressedImage', frames),
+    }
