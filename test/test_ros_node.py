@@ -393,6 +393,15 @@ def malformed_jpegs() -> list[CompressedImage]:
     return out
 
 
+def wait_rejected(client: Client, count: int) -> Any:
+    return poll_until(
+        lambda: status(client),
+        lambda s: s.frames_rejected >= count,
+        30.0,
+        f'{count} rejected frames',
+    )
+
+
 def test_survives_a_burst_of_malformed_messages(client: Client, node: Proc) -> None:
     for msg_type, topic, msgs in (
         (Image, RAW_TOPIC, malformed_images()),
@@ -400,12 +409,7 @@ def test_survives_a_burst_of_malformed_messages(client: Client, node: Proc) -> N
     ):
         base = publish_burst(client, msg_type, topic, msgs)
         expected = base + len(msgs)
-        s = poll_until(
-            lambda: status(client),
-            lambda s, n=expected: s.frames_rejected >= n,
-            30.0,
-            f'{expected} rejected frames after {len(msgs)} on {topic}',
-        )
+        s = wait_rejected(client, expected)
         assert settled_rejected(client) == expected, f'every malformed {msg_type.__name__} once'
     assert node.alive()
     assert 'frame rejected' in node.text()
