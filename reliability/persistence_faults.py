@@ -160,6 +160,21 @@ def _corrupt(blob: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
     return bytes(bad), '+'.join(sorted(where))
 
 
+def _tamper(blob: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
+    """``blob`` with one digit or letter of its header changed into another of its kind.
+
+    Such a file still parses: only a checksum over the metadata can tell it from a good one
+    (a changed frame count or camera name).
+    """
+    header_end = 8 + int.from_bytes(blob[:8], 'little')
+    bad = bytearray(blob)
+    spots = [i for i in range(8, header_end) if chr(blob[i]).isalnum()]
+    pos = spots[int(rng.integers(0, len(spots)))]
+    alphabet = '0123456789' if chr(blob[pos]).isdigit() else 'abcdefghijklmnopqrstuvwxyz'
+    bad[pos] = ord(str(rng.choice([c for c in alphabet if c != chr(blob[pos]).lower()])))
+    return bytes(bad), 'header-value'
+
+
 def corrupt_files(folder: Path, files: int, dim: int = 64, seed: int = 0) -> Row:
     """Random byte corruption must be refused with MemoryFileError, the file left untouched."""
     row = Row('faults: corrupt memory file')
@@ -171,8 +186,8 @@ def corrupt_files(folder: Path, files: int, dim: int = 64, seed: int = 0) -> Row
     blob = good.read_bytes()
     path = folder / 'corrupt.fvs'
     accepted: dict[str, int] = {}
-    for _ in range(files):
-        bad, where = _corrupt(blob, rng)
+    for i in range(files):
+        bad, where = _tamper(blob, rng) if i % 4 == 3 else _corrupt(blob, rng)
         path.write_bytes(bad)
         row.tried += 1
         try:
