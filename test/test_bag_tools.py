@@ -25,7 +25,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rosbags.rosbag2 import Reader  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from flash_vstream_ros.ros.bag_tools import from_bag_qos  # noqa: E402
+from flash_vstream_ros.ros.bag_tools import from_bag_qos, resolve  # noqa: E402
 from flash_vstream_ros.sim.bag import sensor_qos  # noqa: E402
 
 
@@ -261,3 +261,19 @@ def test_record_raw_and_compressed_topics(tmp_path: Path) -> None:
         '/image_raw': ('sensor_msgs/msg/Image', frames),
         '/image_raw/jpeg': ('sensor_msgs/msg/CompressedImage', frames),
     }
+
+
+class OldNode:
+    """What rclpy before Iron offers for name resolution (no resolve_topic_name)."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def get_namespace(self) -> str:
+        return self.namespace
+
+
+def test_topic_resolution_without_resolve_topic_name() -> None:
+    assert resolve(OldNode('/'), 'image_raw') == '/image_raw'  # type: ignore[arg-type]
+    assert resolve(OldNode('/robot'), 'cam/image') == '/robot/cam/image'  # type: ignore[arg-type]
+    assert resolve(OldNode('/robot'), '/abs') == '/abs'  # type: ignore[arg-type]

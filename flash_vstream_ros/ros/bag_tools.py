@@ -60,6 +60,16 @@ def message_class(msgtype: str) -> Any:
         ) from exc
 
 
+def resolve(node: Node, topic: str) -> str:
+    """The fully qualified name of ``topic`` for ``node`` (remaps applied where rclpy can)."""
+    if hasattr(node, 'resolve_topic_name'):  # rclpy >= Iron
+        return str(node.resolve_topic_name(topic))
+    if topic.startswith('/'):
+        return topic
+    namespace = node.get_namespace().rstrip('/')
+    return f'{namespace}/{topic}'
+
+
 def to_bag_qos(profile: QoSProfile) -> Qos:
     """An rclpy QoS profile as rosbag2 metadata records it."""
     zero = QosTime(0, 0)
@@ -117,7 +127,7 @@ class Recorder(Node):
         self._subs: list[Any] = []
         deadline = time.monotonic() + discovery_timeout_s
         for topic in topics:
-            self._subscribe(self.resolve_topic_name(topic), depth, deadline)
+            self._subscribe(resolve(self, topic), depth, deadline)
 
     def _subscribe(self, topic: str, depth: int, deadline: float) -> None:
         msgtype, publishers = self._discover(topic, deadline)
@@ -211,7 +221,7 @@ class Player(Node):
     def __init__(self, reader: Reader, args: argparse.Namespace, **kwargs: Any) -> None:
         super().__init__('flash_vstream_bag_player', **kwargs)
         self.reader, self.args = reader, args
-        wanted = {self.resolve_topic_name(t) for t in args.topics} if args.topics else None
+        wanted = {resolve(self, t) for t in args.topics} if args.topics else None
         self.connections = [c for c in reader.connections if wanted is None or c.topic in wanted]
         if not self.connections:
             raise SourceError(

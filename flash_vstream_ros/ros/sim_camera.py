@@ -20,6 +20,7 @@ from typing import Any
 import cv2
 from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -205,7 +206,7 @@ class SimCamera(Node):
             return
         for pub in (self.raw_pub, self.jpg_pub):
             if pub is not None:
-                pub.wait_for_all_acked(rclpy.duration.Duration(seconds=timeout_s))
+                pub.wait_for_all_acked(Duration(seconds=timeout_s))
 
     def close(self) -> None:
         if self.log is not None:
