@@ -15,10 +15,10 @@ The memory is fed synthetic (16, 16, D) feature maps directly (the encoder is ex
 
 Models: the tiny Flash-VStream v1 test model (Llama hidden 64, 2 layers, context 2048) and a
 mid-size random-weight v1 model built here (Llama hidden 512, 4 layers, context 16384), both
-with a 64-d vision feature (so one memory stream feeds both). Timings are medians of
-``--reps`` (baseline: ``--baseline-reps``) runs after one warm-up, with one torch thread; compare ratios, not absolute times.
-The minimum (not the median) is reported: on a shared machine other processes only ever add
-time, so the minimum is the steadiest estimate of the cost itself.
+with a 64-d vision feature (so one memory stream feeds both). Timings are the fastest of
+``--reps`` (baseline: ``--baseline-reps``) runs after one warm-up, with one torch thread;
+compare ratios, not absolute times. The minimum (not the median) is reported: on a shared
+machine other processes only ever add time, so the minimum is the steadiest estimate.
 """
 
 from __future__ import annotations
