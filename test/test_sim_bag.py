@@ -8,6 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+import yaml
 from rosbags.rosbag2 import Reader
 
 from flash_vstream_ros.errors import ConfigError
@@ -110,6 +111,21 @@ def test_cdr_bytes_read_the_same_in_rclpy() -> None:
     assert len(theirs) == len(ours)
     back: Any = typestore().deserialize_cdr(theirs, 'sensor_msgs/msg/Image')
     assert np.array_equal(np.asarray(back.data), image.reshape(-1))
+
+
+def test_metadata_version_8(tmp_path: Path) -> None:
+    write_world_bag(tmp_path / 'bag', frames=2, width=32, height=24, metadata_version=8)
+    meta = yaml.safe_load((tmp_path / 'bag' / 'metadata.yaml').read_text())
+    info = meta['rosbag2_bagfile_information']
+    assert info['version'] == 8
+    (topic,) = info['topics_with_message_count']
+    qos = topic['topic_metadata']['offered_qos_profiles']
+    assert isinstance(qos, str)  # a YAML string with integer enums, as older rosbag2 writes
+    assert yaml.safe_load(qos)[0]['reliability'] == 2  # best effort
+    with Reader(tmp_path / 'bag') as reader:
+        assert reader.message_count == 2
+    with pytest.raises(ConfigError, match='version'):
+        write_world_bag(tmp_path / 'v5', frames=1, metadata_version=5)
 
 
 def test_existing_folder_and_bad_arguments_are_refused(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ from rosbags.rosbag2 import Reader, ReaderError, Writer, WriterError
 from rosgraph_msgs.msg import Clock
 
 from flash_vstream_ros.errors import ConfigError, SourceError
-from flash_vstream_ros.sim.bag import storage_plugin, typestore
+from flash_vstream_ros.sim.bag import bag_version, storage_plugin, typestore
 
 # --------------------------------------------------------------------------- shared helpers
 
@@ -184,7 +184,7 @@ class Recorder(Node):
 def record(args: argparse.Namespace, ros_args: list[str]) -> int:
     writer = Writer(
         Path(args.output),
-        version=Writer.VERSION_LATEST,
+        version=bag_version(args.metadata_version),
         storage_plugin=storage_plugin(args.storage),
     )
     writer.open()
@@ -337,6 +337,13 @@ def parser() -> argparse.ArgumentParser:
         help='topics to record (relative names resolve in the node namespace)',
     )
     rec.add_argument('--storage', default='mcap', choices=('mcap', 'sqlite3'))
+    rec.add_argument(
+        '--metadata-version',
+        type=int,
+        default=9,
+        choices=(8, 9),
+        help='rosbag2 metadata.yaml version (8: QoS as a YAML string)',
+    )
     rec.add_argument('--max-messages', type=int, default=0, help='stop after N messages')
     rec.add_argument('--duration', type=float, default=0.0, help='stop after S seconds')
     rec.add_argument(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -63,6 +63,15 @@ def sensor_qos(reliable: bool = False, depth: int = 5) -> Qos:
         zero,
         False,
     )
+
+
+def bag_version(version: int) -> Literal[8, 9]:
+    """rosbag2 metadata version: 9 (Jazzy and newer) or 8 (QoS profiles as a YAML string)."""
+    if version == 8:
+        return 8
+    if version == 9:
+        return 9
+    raise ConfigError(f'bag metadata version must be 8 or 9, got {version!r}')
 
 
 def storage_plugin(storage: str) -> StoragePlugin:
@@ -133,6 +142,7 @@ def write_world_bag(
     jpeg_quality: int = 90,
     event_log: str | Path | None = None,
     world: WorldConfig | None = None,
+    metadata_version: int = 9,
 ) -> BagInfo:
     """Render ``frames`` frames of the world (seed, size) at ``fps`` into a new bag folder.
 
@@ -149,7 +159,7 @@ def write_world_bag(
     scene, store = World(cfg), typestore()
     stamps = tuple(frame_stamp_ns(i, fps, start_ns) for i in range(frames))
     writer = Writer(
-        Path(path), version=Writer.VERSION_LATEST, storage_plugin=storage_plugin(storage)
+        Path(path), version=bag_version(metadata_version), storage_plugin=storage_plugin(storage)
     )
     with writer, EventLog(event_log, scene) as log:
         raw = (
