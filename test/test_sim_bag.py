@@ -8,8 +8,8 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-import yaml
 from rosbags.rosbag2 import Reader
+import yaml
 
 from flash_vstream_ros.errors import ConfigError
 from flash_vstream_ros.sim import World, WorldConfig, frame_stamp_ns, read_events
