@@ -26,6 +26,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from flash_vstream_ros.config import AppConfig, dump_ros_params, with_overrides
+from flash_vstream_ros.engine import EngineStatus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROFILE = REPO_ROOT / 'config' / 'fastdds_loopback.xml'
@@ -193,3 +194,35 @@ def poll_until(
 
 def iter_lines(text: str, needle: str) -> Iterator[str]:
     return (line for line in text.splitlines() if needle in line)
+
+
+def engine_status(**changes: object) -> EngineStatus:
+    """A plausible EngineStatus for conversion tests, with ``changes`` applied."""
+    values: dict[str, object] = {
+        'state': 'running',
+        'model': 'tiny',
+        'memory_kind': 'star',
+        'frames_received': 100,
+        'frames_ingested': 10,
+        'frames_skipped_rate': 88,
+        'frames_dropped_queue': 1,
+        'frames_rejected': 1,
+        'ingest_rate_hz': 2.0,
+        'encode_ms': 12.5,
+        'update_ms': 0.5,
+        'cameras': ('front',),
+        'fill': (('temporal', 80, 400), ('spatial', 64, 64)),
+        'visual_tokens': 144,
+        'memory_bytes': 4096,
+        'oldest_stamp': 10.0,
+        'newest_stamp': 15.5,
+        'questions_answered': 2,
+        'questions_failed': 1,
+        'last_answer_latency_s': 0.5,
+        'answer_latency_p50_s': 0.4,
+        'gpu_memory_used_bytes': 0,
+        'gpu_memory_peak_bytes': 0,
+        'gpu_memory_budget_bytes': 0,
+    }
+    values.update(changes)
+    return EngineStatus(**values)  # type: ignore[arg-type]

@@ -11,43 +11,14 @@ import numpy as np
 import pytest
 
 from flash_vstream_ros.action import AskStream
-from flash_vstream_ros.engine import Answer, EngineStatus
+from flash_vstream_ros.engine import Answer
 from flash_vstream_ros.memory.base import Evidence, TimeWindow
 from flash_vstream_ros.ros import ask_client, convert, diagnostics, logs, montage, stamps
 from flash_vstream_ros.srv import Ask
 
+from _ros_node_helpers import engine_status  # isort: skip
+
 pytestmark = pytest.mark.unit
-
-
-def engine_status(**changes: object) -> EngineStatus:
-    values: dict[str, object] = {
-        'state': 'running',
-        'model': 'tiny',
-        'memory_kind': 'star',
-        'frames_received': 100,
-        'frames_ingested': 10,
-        'frames_skipped_rate': 88,
-        'frames_dropped_queue': 1,
-        'frames_rejected': 1,
-        'ingest_rate_hz': 2.0,
-        'encode_ms': 12.5,
-        'update_ms': 0.5,
-        'cameras': ('front',),
-        'fill': (('temporal', 80, 400), ('spatial', 64, 64)),
-        'visual_tokens': 144,
-        'memory_bytes': 4096,
-        'oldest_stamp': 10.0,
-        'newest_stamp': 15.5,
-        'questions_answered': 2,
-        'questions_failed': 1,
-        'last_answer_latency_s': 0.5,
-        'answer_latency_p50_s': 0.4,
-        'gpu_memory_used_bytes': 0,
-        'gpu_memory_peak_bytes': 0,
-        'gpu_memory_budget_bytes': 0,
-    }
-    values.update(changes)
-    return EngineStatus(**values)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,7 @@ class FlashVStreamNode(LifecycleNode):
             self.get_logger().error(traceback.format_exc())
         self.get_logger().error(f'configure failed, the node stays unconfigured: {self._problem}')
         self._free_engine()
+        _release_memory()  # what a half-started engine allocated (its frames are gone by now)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self._config is None:
@@ -176,10 +177,7 @@ class FlashVStreamNode(LifecycleNode):
         except Exception as exc:
             self.get_logger().error(f'engine stop failed: {type(exc).__name__}: {exc}')
         del engine
-        gc.collect()
-        torch = sys.modules.get('torch')
-        if torch is not None and torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        _release_memory()
         self.get_logger().info('engine stopped, model freed')
 
     # ------------------------------------------------------------------ cameras
@@ -201,10 +199,6 @@ class FlashVStreamNode(LifecycleNode):
                 f'camera topics give duplicate camera names {duplicates}: '
                 f'subscribe each topic once'
             )
-        if not entries:
-            raise FlashVStreamError(
-                'no camera topics: set ros.image_topics or ros.compressed_topics'
-            )
         return entries
 
     def _subscribe(self, config: AppConfig) -> None:
@@ -218,6 +212,11 @@ class FlashVStreamNode(LifecycleNode):
             ),
         )
         max_side = config.engine.max_image_side
+        if not config.ros.image_topics and not config.ros.compressed_topics:
+            self.get_logger().warning(
+                'no camera topics (ros.image_topics and ros.compressed_topics are empty): '
+                'answering from the loaded memory only'
+            )
         for topic, camera, msg_type, convert in self._cameras(config):
             callback = self._image_callback(camera, convert, max_side)
             # One group per camera: its frames arrive in order; cameras run in parallel.
@@ -374,6 +373,14 @@ def main(args: list[str] | None = None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def _release_memory() -> None:
+    """Collect what a dropped engine held and hand cached CUDA blocks back to the driver."""
+    gc.collect()
+    torch = sys.modules.get('torch')
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _interrupt(signum: int, frame: object) -> None:
