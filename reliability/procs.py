@@ -1,0 +1,183 @@
+"""Node and camera subprocesses on loopback, and the suite's in-process ROS client.
+
+Every process gets the suite's ROS_DOMAIN_ID and the Fast DDS loopback profile (16 MB shared
+memory, UDP on 127.0.0.1 only); every one is ended by its own PID.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import rclpy
+from rclpy.action import ActionClient
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+from flash_vstream_ros.config import AppConfig, dump_ros_params, with_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = ROOT / 'config' / 'fastdds_loopback.xml'
+
+
+def ros_env(domain_id: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            'ROS_DOMAIN_ID': str(domain_id),
+            'FASTDDS_DEFAULT_PROFILES_FILE': str(PROFILE),
+            'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SYSTEM_DEFAULT',  # the profile keeps it on loopback
+            'PYTHONPATH': os.pathsep.join([str(ROOT), env.get('PYTHONPATH', '')]).rstrip(':'),
+            'PYTHONUNBUFFERED': '1',
+            'OMP_NUM_THREADS': '1',
+            'HF_HUB_OFFLINE': '1',
+            'TRANSFORMERS_OFFLINE': '1',
+        }
+    )
+    return env
+
+
+def use_domain(domain_id: int) -> None:
+    """Point this process's own ROS client at the suite's domain and the loopback profile."""
+    for key, value in ros_env(domain_id).items():
+        if key.startswith(('ROS_', 'FASTDDS_')):
+            os.environ[key] = value
+
+
+def write_params(path: Path, overrides: dict[str, Any]) -> Path:
+    path.write_text(dump_ros_params(with_overrides(AppConfig(), overrides)))
+    return path
+
+
+@dataclass
+class Proc:
+    """A subprocess with its output in a log file."""
+
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def text(self) -> str:
+        return self.log.read_text(errors='replace')
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:
+        """Send ``sig`` to this PID and wait; SIGKILL after ``timeout``."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return int(self.popen.returncode)
+
+
+def start(args: list[str], domain_id: int, log: Path) -> Proc:
+    with log.open('wb') as out:
+        popen = subprocess.Popen(
+            args, cwd=ROOT, env=ros_env(domain_id), stdout=out, stderr=subprocess.STDOUT
+        )
+    return Proc(popen, log)
+
+
+def start_node(params: Path, domain_id: int, log: Path, namespace: str, module: str) -> Proc:
+    args = [sys.executable, '-m', module, '--ros-args', '--params-file', str(params)]
+    return start([*args, '-r', f'__ns:={namespace}'], domain_id, log)
+
+
+def start_camera(domain_id: int, log: Path, **params: object) -> Proc:
+    args = [sys.executable, '-m', 'flash_vstream_ros.ros.sim_camera', '--ros-args']
+    for name, value in params.items():
+        args += ['-p', f'{name}:={value}']
+    return start(args, domain_id, log)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+class Client:
+    """An in-process node on the suite's domain, spun by a background executor."""
+
+    def __init__(self, domain_id: int, name: str = 'reliability_client') -> None:
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = Node(name, context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=8, context=self.context)
+        self.executor.add_node(self.node)
+        self._lock = threading.Lock()
+        self._latest: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def keep_latest(self, msg_type: Any, topic: str) -> None:
+        def keep(msg: Any) -> None:
+            with self._lock:
+                self._latest[topic] = msg
+
+        self.node.create_subscription(msg_type, topic, keep, 10)
+
+    def latest(self, topic: str) -> Any:
+        with self._lock:
+            return self._latest.get(topic)
+
+    def publisher(self, msg_type: Any, topic: str, reliable: bool = True) -> Any:
+        qos = QoSProfile(
+            depth=1000,
+            reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        )
+        return self.node.create_publisher(msg_type, topic, qos)
+
+    def service(self, srv_type: Any, name: str) -> Any:
+        return self.node.create_client(srv_type, name)
+
+    def action(self, action_type: Any, name: str) -> ActionClient:
+        return ActionClient(self.node, action_type, name)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+        self._thread.join(5.0)
+
+
+def call(client: Any, request: Any, timeout: float) -> Any | None:
+    """A service response, or None when none came within ``timeout`` (a hang)."""
+    future = client.call_async(request)
+    if not wait_for(future.done, timeout):
+        client.remove_pending_request(future)
+        return None
+    return future.result()
+
+
+def ask_action(client: ActionClient, goal: Any, timeout: float) -> tuple[str, Any]:
+    """('rejected', None), ('hang', None) or (status, result) of one AskStream goal."""
+    deadline = time.monotonic() + timeout
+    sent = client.send_goal_async(goal)
+    if not wait_for(sent.done, timeout):
+        return 'hang', None
+    handle = sent.result()
+    if handle is None or not handle.accepted:
+        return 'rejected', None
+    result = handle.get_result_async()
+    if not wait_for(result.done, max(0.0, deadline - time.monotonic())):
+        return 'hang', None
+    res = result.result()
+    return str(res.status), res.result
