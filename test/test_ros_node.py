@@ -25,6 +25,7 @@ from std_srvs.srv import Trigger
 from flash_vstream_ros.action import AskStream
 from flash_vstream_ros.config import AppConfig, load_yaml
 from flash_vstream_ros.msg import MemoryStatus
+from flash_vstream_ros.ros import stamps
 from flash_vstream_ros.ros.stamps import to_seconds, to_time
 from flash_vstream_ros.srv import Ask, MemoryFile
 
@@ -51,6 +52,7 @@ JPEG_TOPIC = '/robot1/image_raw/compressed'
 CAMERAS = ('cam_front_image_raw', 'image_raw_compressed')
 RATE_HZ = 2.0
 MAX_TOKENS = 2000
+STAMP_OFFSET_S = 1000.0
 
 
 def launch_module() -> ModuleType:
@@ -112,6 +114,8 @@ def node(
         rate_hz=30.0,
         topic=RAW_TOPIC,
         compressed_topic=JPEG_TOPIC,
+        stamp='world',  # header stamps 1000 s + i / 30: far from the clock's
+        stamp_offset_s=STAMP_OFFSET_S,
     )
     try:
         yield proc
@@ -163,6 +167,8 @@ def test_node_is_active_with_the_launch_remaps(client: Client) -> None:
     assert s.state == 'active'
     assert s.model.startswith('flash_vstream')
     assert s.memory_kind == 'star'
+    # Memory stamps are the frames' header stamps as they are (so bags and sim time work).
+    assert STAMP_OFFSET_S <= stamps.to_seconds(s.oldest_stamp) < STAMP_OFFSET_S + 300
     topics = dict(client.node.get_topic_names_and_types())
     assert 'sensor_msgs/msg/Image' in topics[RAW_TOPIC]
     subs = client.node.get_subscriptions_info_by_topic(RAW_TOPIC)
