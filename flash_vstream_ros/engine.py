@@ -65,6 +65,20 @@ log = logging.getLogger(__name__)
 SHARED = '*'  # key of the one memory when memory.per_camera is False
 KEY_PARTS = ('retrieved', 'spatial', 'detail')  # parts whose elements are single frames
 POLL_S = 0.1
+SIZE_KEYS = {  # memory config fields that shape the saved state
+    'star': (
+        'spatial_frames',
+        'spatial_size',
+        'temporal_clusters',
+        'temporal_size',
+        'abstract_slots',
+        'abstract_size',
+        'retrieved_frames',
+        'retrieved_size',
+        'buffer_frames',
+    ),
+    'synopsis': ('clusters', 'cluster_size', 'detail_frames', 'detail_size', 'buffer_frames'),
+}
 INGEST_ERROR_LOG_S = 5.0  # least time between two logged ingest failures
 
 
@@ -619,11 +633,16 @@ class Engine:
         return target
 
     def _file_identity(self) -> dict[str, object]:
+        """What a memory file must match to be loaded: kind, camera mode, widths and sizes."""
         model = self._model
+        mem = self.config.memory
+        part = mem.star if mem.kind == 'star' else mem.synopsis
+        sizes = {k: getattr(part, k) for k in SIZE_KEYS[mem.kind]}
         return {
-            'kind': self.config.memory.kind,
-            'per_camera': self.config.memory.per_camera,
+            'kind': mem.kind,
+            'per_camera': mem.per_camera,
             'feature_dim': model.feature_dim if model is not None else None,
+            'sizes': sizes,
         }
 
     def _restore(self) -> None:

@@ -259,3 +259,23 @@ def test_key_frames_have_thumbnails(model: VisionLanguageModel) -> None:
     assert keys
     assert {s for _, s, _ in keys} == stamps
     assert all(img.dtype == np.uint8 and img.shape[2] == 3 for _, _, img in keys)
+
+
+def test_file_with_other_memory_sizes_refused(model: VisionLanguageModel, tmp_path: Path) -> None:
+    path = str(tmp_path / 'mem.fvsm')
+    eng = make_engine(model)
+    try:
+        feed(eng, [float(i) for i in range(30)])
+        eng.save_memory(path)
+    finally:
+        eng.stop()
+    smaller = make_engine(
+        model, **{'memory.star.temporal_clusters': 10, 'memory.use_checkpoint_sizes': False}
+    )
+    try:
+        with pytest.raises(
+            MemoryFileError, match=r"incompatible: it holds sizes=.*'temporal_clusters': 25"
+        ):
+            smaller.load_memory(path)
+    finally:
+        smaller.stop()
