@@ -167,3 +167,16 @@ def test_check_changes_ignores_parameters_outside_the_config() -> None:
     current = flatten(AppConfig())
     result = params.check_changes(current, [Parameter('use_sim_time', value=True)], True)
     assert result.successful
+
+
+def test_accepted_changes_reach_the_hook_before_they_are_stored(node: Node) -> None:
+    seen: list[tuple[str, object, object]] = []
+
+    def hook(changes: list[Parameter[Any]]) -> None:
+        for p in changes:
+            seen.append((p.name, p.value, node.get_parameter(p.name).value))
+
+    params.install_validator(node, lambda: True, hook)
+    assert node.set_parameters([Parameter('ros.status_period_s', value=0.25)])[0].successful
+    assert not node.set_parameters([Parameter('model.path', value='/x')])[0].successful
+    assert seen == [('ros.status_period_s', 0.25, 1.0)]  # new value, old one still stored

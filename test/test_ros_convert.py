@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -13,7 +14,15 @@ import pytest
 from flash_vstream_ros.action import AskStream
 from flash_vstream_ros.engine import Answer
 from flash_vstream_ros.memory.base import Evidence, TimeWindow
-from flash_vstream_ros.ros import ask_client, convert, diagnostics, logs, montage, stamps
+from flash_vstream_ros.ros import (
+    ask_client,
+    compat,
+    convert,
+    diagnostics,
+    logs,
+    montage,
+    stamps,
+)
 from flash_vstream_ros.srv import Ask
 
 from _ros_node_helpers import engine_status  # isort: skip
@@ -189,3 +198,41 @@ def test_client_needs_a_question_or_status() -> None:
     with pytest.raises(SystemExit):
         ask_client.parse_args([])
     assert ask_client.parse_args(['--status']).status
+
+
+class HumbleNode:
+    """What Humble's rclpy offers for names: no resolve_topic_name."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def get_namespace(self) -> str:
+        return self.namespace
+
+    def get_fully_qualified_name(self) -> str:
+        return f'{self.namespace.rstrip("/")}/flash_vstream'
+
+
+@pytest.mark.parametrize(
+    ('namespace', 'topic', 'resolved'),
+    [
+        ('/', 'image_raw', '/image_raw'),
+        ('/robot1', 'image_raw', '/robot1/image_raw'),
+        ('/robot1', '/cam/image', '/cam/image'),
+        ('/robot1', '~/image', '/robot1/flash_vstream/image'),
+    ],
+)
+def test_topic_resolution_without_resolve_topic_name(
+    namespace: str, topic: str, resolved: str
+) -> None:
+    node: Any = HumbleNode(namespace)
+    assert compat.resolve_topic(node, topic) == resolved
+    assert compat.topic_of(node, object(), topic) == resolved  # a subscription without a name
+
+
+def test_the_real_topic_name_wins() -> None:
+    class Sub:
+        topic_name = '/remapped/image'
+
+    node: Any = HumbleNode('/robot1')
+    assert compat.topic_of(node, Sub(), 'image_raw') == '/remapped/image'

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from typing import Any, TextIO
@@ -21,11 +22,11 @@ import rclpy
 from rclpy.action import ActionClient
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
-from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 
 from flash_vstream_ros.action import AskStream
 from flash_vstream_ros.msg import MemoryStatus
+from flash_vstream_ros.ros.compat import init_without_signal_handlers
 from flash_vstream_ros.ros.stamps import to_seconds, to_time
 from flash_vstream_ros.srv import Ask
 
@@ -302,9 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     # No rclpy signal handlers: Ctrl-C is a KeyboardInterrupt that cancels the goal while the
     # context is still up.
-    rclpy.init(
-        args=['flash_vstream_ask', *args.ros_args], signal_handler_options=SignalHandlerOptions.NO
-    )
+    init_without_signal_handlers(['flash_vstream_ask', *args.ros_args])
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with `cmd &`
     try:
         return run(args)
     except KeyboardInterrupt:

@@ -23,6 +23,8 @@ replaced by the node clock's now). Camera names: see flash_vstream_ros.ros.conve
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+import functools
 import gc
 import signal
 import sys
@@ -33,11 +35,10 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import Subscription
 from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image
@@ -48,6 +49,12 @@ from flash_vstream_ros.errors import BadFrameError, FlashVStreamError, NotReadyE
 from flash_vstream_ros.msg import MemoryStatus
 from flash_vstream_ros.ros import params
 from flash_vstream_ros.ros.answering import AskServer
+from flash_vstream_ros.ros.compat import (
+    ExternalShutdownException,
+    init_without_signal_handlers,
+    resolve_topic,
+    topic_of,
+)
 from flash_vstream_ros.ros.convert import camera_name, to_status_msg
 from flash_vstream_ros.ros.diagnostics import DiagnosticsState, diagnostic_array
 from flash_vstream_ros.ros.images import compressed_to_rgb, image_to_rgb
@@ -59,6 +66,15 @@ NODE_NAME = 'flash_vstream'
 EXECUTOR_THREADS = 8
 EngineFactory = Callable[[AppConfig], Engine]
 Converter = Callable[[Any, int], np.ndarray]
+
+
+@dataclass
+class CameraFeed:
+    """What one camera subscription's callback needs."""
+
+    camera: str  # set once the subscription's real (remapped) topic name is known
+    convert: Converter
+    max_side: int
 
 
 class FlashVStreamNode(LifecycleNode):
@@ -76,8 +92,9 @@ class FlashVStreamNode(LifecycleNode):
         self._diag = DiagnosticsState()
         self._log_handler = bridge_core_logging(self.get_logger())
         self._param_problems = params.declare_config_parameters(self)
-        params.install_validator(self, lambda: self._state in ('inactive', 'active'))
-        self.add_post_set_parameters_callback(self._on_parameters_set)
+        params.install_validator(
+            self, lambda: self._state in ('inactive', 'active'), self._on_parameters_set
+        )
         self._serve_group = ReentrantCallbackGroup()
         self._timer_group = MutuallyExclusiveCallbackGroup()
         self._status_pub = self.create_publisher(MemoryStatus, '~/memory_status', 10)
@@ -190,7 +207,7 @@ class FlashVStreamNode(LifecycleNode):
             (config.ros.compressed_topics, CompressedImage, compressed_to_rgb),
         ):
             for topic in topics:
-                camera = camera_name(self.resolve_topic_name(topic), self.get_namespace())
+                camera = camera_name(resolve_topic(self, topic), self.get_namespace())
                 entries.append((topic, camera, msg_type, convert))
         names = [camera for _, camera, _, _ in entries]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -217,16 +234,22 @@ class FlashVStreamNode(LifecycleNode):
                 'no camera topics (ros.image_topics and ros.compressed_topics are empty): '
                 'answering from the loaded memory only'
             )
-        for topic, camera, msg_type, convert in self._cameras(config):
-            callback = self._image_callback(camera, convert, max_side)
+        for topic, _, msg_type, convert in self._cameras(config):
+            feed = CameraFeed('', convert, max_side)
             # One group per camera: its frames arrive in order; cameras run in parallel.
             sub = self.create_subscription(
-                msg_type, topic, callback, qos, callback_group=MutuallyExclusiveCallbackGroup()
+                msg_type,
+                topic,
+                functools.partial(self._on_image, feed),
+                qos,
+                callback_group=MutuallyExclusiveCallbackGroup(),
             )
             self._camera_subs.append(sub)
+            name = topic_of(self, sub, topic)  # after remapping, on every rclpy release
+            feed.camera = camera_name(name, self.get_namespace())
             self.get_logger().info(
-                f'camera {camera!r}: {sub.topic_name} '
-                f'({msg_type.__name__}, {config.ros.qos_reliability})'
+                f'camera {feed.camera!r}: {name} ({msg_type.__name__}, '
+                f'{config.ros.qos_reliability})'
             )
 
     def _unsubscribe(self) -> None:
@@ -234,15 +257,8 @@ class FlashVStreamNode(LifecycleNode):
         for sub in subs:
             self.destroy_subscription(sub)
 
-    def _image_callback(
-        self, camera: str, convert: Converter, max_side: int
-    ) -> Callable[[Any], None]:
-        def on_image(msg: Any) -> None:
-            self._on_image(msg, camera, convert, max_side)
-
-        return on_image
-
-    def _on_image(self, msg: Any, camera: str, convert: Converter, max_side: int) -> None:
+    def _on_image(self, feed: CameraFeed, msg: Any) -> None:
+        camera, convert, max_side = feed.camera, feed.convert, feed.max_side
         engine = self._engine
         if engine is None:
             return
@@ -293,12 +309,15 @@ class FlashVStreamNode(LifecycleNode):
 
     # ------------------------------------------------------------------ status topics
 
-    def _make_timers(self) -> None:
+    def _make_timers(self, values: dict[str, Any] | None = None) -> None:
+        """(Re)create the status and montage timers; ``values`` are periods being set."""
         for timer in (self._status_timer, self._frames_timer):
             if timer is not None:
                 self.destroy_timer(timer)
-        status_period = float(self.get_parameter('ros.status_period_s').value)
-        frames_period = float(self.get_parameter('ros.frames_period_s').value)
+        current = params.parameter_values(self, ['ros.status_period_s', 'ros.frames_period_s'])
+        current.update(values or {})
+        status_period = float(current['ros.status_period_s'])
+        frames_period = float(current['ros.frames_period_s'])
         self._status_timer = self.create_timer(
             status_period, self._publish_status, callback_group=self._timer_group
         )
@@ -309,8 +328,14 @@ class FlashVStreamNode(LifecycleNode):
             )
 
     def _on_parameters_set(self, changed: Sequence[Parameter]) -> None:
-        if {p.name for p in changed} & {'ros.status_period_s', 'ros.frames_period_s'}:
-            self._make_timers()
+        """Apply accepted live changes (called before rclpy stores the new values)."""
+        periods = {
+            p.name: p.value
+            for p in changed
+            if p.name in ('ros.status_period_s', 'ros.frames_period_s')
+        }
+        if periods:
+            self._make_timers(periods)
 
     def _publish_status(self) -> None:
         engine = self._engine
@@ -350,7 +375,7 @@ def main(args: list[str] | None = None) -> int:
     interrupt the executor, the node stops the engine (saving when configured, logging through
     the still valid context), and only then is ROS shut down.
     """
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    init_without_signal_handlers(args)
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (`cmd &`)
         signal.signal(sig, _interrupt)
     node: FlashVStreamNode | None = None

@@ -216,10 +216,21 @@ def check_changes(
     return SetParametersResult(successful=True)
 
 
-def install_validator(node: Node, is_configured: Callable[[], bool]) -> None:
-    """Refuse invalid changes (and configure-time changes while configured) on ``node``."""
+def install_validator(
+    node: Node,
+    is_configured: Callable[[], bool],
+    on_accepted: Callable[[list[Parameter]], None] | None = None,
+) -> None:
+    """Refuse invalid changes (and configure-time changes while configured) on ``node``.
+
+    ``on_accepted`` sees every accepted batch before rclpy stores it (Humble's rclpy has no
+    post-set callbacks), so live parameters can take effect with their new values.
+    """
 
     def on_set(changes: list[Parameter]) -> SetParametersResult:
-        return check_changes(parameter_values(node), changes, is_configured())
+        result = check_changes(parameter_values(node), changes, is_configured())
+        if result.successful and on_accepted is not None:
+            on_accepted(changes)
+        return result
 
     node.add_on_set_parameters_callback(on_set)

@@ -1,0 +1,56 @@
+"""What differs between the rclpy releases this package runs on (Humble, Jazzy, Kilted).
+
+Humble's rclpy has no ``Node.resolve_topic_name`` and no post-set parameter callbacks; older
+releases may lack ``SignalHandlerOptions`` and ``ExternalShutdownException``. The node and the
+client use these helpers instead of the newer API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import rclpy
+from rclpy.node import Node
+
+try:
+    from rclpy.executors import ExternalShutdownException
+except ImportError:  # rclpy before Humble
+
+    class ExternalShutdownException(Exception):  # type: ignore[no-redef]  # noqa: N818
+        """Stand-in: never raised by an rclpy that does not define it."""
+
+
+__all__ = [
+    'ExternalShutdownException',
+    'init_without_signal_handlers',
+    'resolve_topic',
+    'topic_of',
+]
+
+
+def init_without_signal_handlers(args: list[str] | None) -> None:
+    """rclpy.init that leaves SIGINT/SIGTERM to the caller (the context stays valid)."""
+    try:
+        from rclpy.signals import SignalHandlerOptions
+    except ImportError:  # the caller's signal.signal() replaces rclpy's handlers instead
+        rclpy.init(args=args)
+        return
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+
+
+def resolve_topic(node: Node, topic: str) -> str:
+    """The fully qualified name of ``topic`` for ``node`` (remaps applied where rclpy can)."""
+    resolve = getattr(node, 'resolve_topic_name', None)
+    if resolve is not None:  # rclpy >= Iron: expansion and remapping
+        return str(resolve(topic))
+    if topic.startswith('/'):
+        return topic
+    if topic.startswith('~'):
+        return node.get_fully_qualified_name() + topic[1:]
+    return f'{node.get_namespace().rstrip("/")}/{topic}'
+
+
+def topic_of(node: Node, subscription: Any, topic: str) -> str:
+    """The name a subscription really has (after remapping), on every rclpy release."""
+    name = getattr(subscription, 'topic_name', None)
+    return str(name) if name else resolve_topic(node, topic)
