@@ -4,10 +4,13 @@ Layout: a standard safetensors file. Tensors are named ``m<i>.<name>`` (memory `
 memory's own tensor name); the header's ``__metadata__`` holds two strings:
 ``format`` (``flash_vstream_ros.memory``) and ``info``, a JSON document with the format
 version, the memory kind, feature width, per-camera mode, each memory's key (camera name or
-``*`` for a shared memory) and metadata, and a sha256 over every tensor's name, dtype, shape
-and bytes. One file means one ``os.replace``: a reader sees the old file or the new one, never
-a mixture. A save writes a temporary file in the same folder, fsyncs it, renames it over the
-target and fsyncs the folder; a crash at any point leaves the previous file intact.
+``*`` for a shared memory) and metadata, a sha256 over every tensor's name, dtype, shape
+and bytes, and (format 2) ``info_sha256`` over the rest of the info document, so a changed
+camera name or frame count in the metadata is refused like changed tensor bytes. One file
+means one ``os.replace``: a reader sees the old file or the new one, never a mixture. A save
+writes a temporary file (named with the writer's pid) in the same folder, fsyncs it, renames
+it over the target and fsyncs the folder; a crash at any point leaves the previous file
+intact, and the next save removes temporary files whose writer is no longer running.
 
 Loading refuses (``MemoryFileError``) a missing, truncated, corrupt (checksum mismatch) or
 foreign file, and a format version it does not know.
@@ -35,7 +38,7 @@ if TYPE_CHECKING:  # torch is imported where tensors are handled: `info` stays q
 log = logging.getLogger(__name__)
 
 FORMAT = 'flash_vstream_ros.memory'
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the checksum covers the info document too
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
@@ -75,6 +78,7 @@ def save_file(path: str | Path, records: Sequence[MemoryRecord], info: Mapping[s
         'memories': entries,
         'sha256': tensor_digest(tensors),
     }
+    doc['info_sha256'] = info_digest(doc)
     try:
         blob = save(tensors, metadata={'format': FORMAT, 'info': json.dumps(doc)})
     except Exception as exc:
@@ -108,7 +112,9 @@ def _write_atomic(target: Path, blob: bytes) -> None:
     folder = target.parent if str(target.parent) else Path('.')
     if not folder.is_dir():
         raise MemoryFileError(f'cannot save memory to {target}: folder {folder} does not exist')
-    fd, tmp = tempfile.mkstemp(prefix=f'.{target.name}.', suffix='.tmp', dir=folder)
+    _remove_dead_temps(folder, target.name)
+    prefix = f'.{target.name}.{os.getpid()}.'  # the pid tells whose temporary file it is
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix='.tmp', dir=folder)
     try:
         with os.fdopen(fd, 'wb') as out:
             out.write(blob)
@@ -121,6 +127,29 @@ def _write_atomic(target: Path, blob: bytes) -> None:
             raise MemoryFileError(f'cannot save memory to {target}: {exc}') from exc
         raise
     _fsync_folder(folder)
+
+
+def _remove_dead_temps(folder: Path, name: str) -> None:
+    """Delete temporary files of saves to ``name`` whose process died (SIGKILL, power loss)."""
+    prefix = f'.{name}.'
+    for entry in os.listdir(folder):
+        if not (entry.startswith(prefix) and entry.endswith('.tmp')):
+            continue
+        pid = entry[len(prefix) :].split('.', 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _process_alive(int(pid)):
+            continue
+        _remove_quietly(str(folder / entry))
+        log.warning('removed %s, left by a process that died while saving', folder / entry)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _remove_quietly(tmp: str) -> None:
@@ -149,6 +178,12 @@ def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
         digest.update(f'{name}|{t.dtype}|{tuple(t.shape)}|'.encode())
         digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b'')
     return digest.hexdigest()
+
+
+def info_digest(info: Mapping[str, Any]) -> str:
+    """sha256 over the info document without its own digest (canonical JSON)."""
+    body = {k: v for k, v in info.items() if k != 'info_sha256'}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def read_info(path: str | Path) -> dict[str, Any]:
@@ -210,6 +245,8 @@ def load_file(path: str | Path) -> MemoryFile:
         raise MemoryFileError(f'{target} is truncated or corrupt: {exc}') from exc
     if tensor_digest(tensors) != info.get('sha256'):
         raise MemoryFileError(f'{target} is corrupt: tensor checksum mismatch')
+    if info_digest(info) != info.get('info_sha256'):
+        raise MemoryFileError(f'{target} is corrupt: header checksum mismatch')
     return MemoryFile(info=info, records=_split(target, info, tensors), nbytes=len(blob))
 
 

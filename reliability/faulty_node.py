@@ -31,11 +31,11 @@ def _faulty(answer: Any) -> Any:
 
 
 def load_model(*args: Any, **kwargs: Any) -> Any:
-    model = _load_model(*args, **kwargs)
+    model: Any = _load_model(*args, **kwargs)
     model.answer = _faulty(model.answer)
     return model
 
 
 if __name__ == '__main__':
-    models.load_model = load_model  # type: ignore[assignment]
+    models.load_model = load_model
     sys.exit(node.main())

@@ -215,10 +215,10 @@ def compressed_cases(rng: np.random.Generator, n: int) -> Iterator[Case]:
             cut = blob[: int(rng.integers(0, len(blob) - 1))]
             yield Case(f'compressed/truncated-{ext[1:]}', _compressed(ext[1:], cut), 'bad')
         elif slot == 3:
-            blob = bytearray(_encoded(rng, '.jpg'))
+            spoilt = bytearray(_encoded(rng, '.jpg'))
             for _ in range(int(rng.integers(1, 16))):
-                blob[int(rng.integers(0, len(blob)))] = int(rng.integers(0, 256))
-            yield Case('compressed/corrupt-jpeg', _compressed('jpeg', bytes(blob)), 'any')
+                spoilt[int(rng.integers(0, len(spoilt)))] = int(rng.integers(0, 256))
+            yield Case('compressed/corrupt-jpeg', _compressed('jpeg', bytes(spoilt)), 'any')
         elif slot == 4:
             yield Case('compressed/empty', _compressed(fmt, b''), 'bad')
         elif slot == 5:

@@ -262,7 +262,7 @@ def camera_restarts(
         cam = camera(domain, folder, i + 1)
         t0 = time.monotonic()
         base = _ingested(client)
-        if procs.wait_for(lambda b=base: _ingested(client) >= b + 2, 60.0):
+        if procs.wait_for(lambda: _ingested(client) >= base + 2, 60.0):  # noqa: B023
             resumed_s.append(time.monotonic() - t0)
         else:
             row.fail(f'ingest did not resume after restart {i + 1}')

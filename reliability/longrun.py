@@ -5,7 +5,8 @@
 Run as its own process (so its RSS is the engine's): the tiny model, the default STAR memory,
 frames of the synthetic world stamped ``i / rate_hz`` seconds apart (stream time), submitted as
 fast as the ingest worker takes them (never more than the queue holds, so none is dropped).
-Prints one JSON line per sample (every 10 minutes of stream time) and a final summary line.
+Prints one JSON line per sample (every 10 minutes of stream time by default) and a final
+summary line.
 """
 
 from __future__ import annotations
@@ -56,10 +57,12 @@ def sample(engine: Engine, proc: psutil.Process, stream_s: float, t0: float) -> 
     }
 
 
-def feed(engine: Engine, world: World, frames: int, rate_hz: float, out: Any) -> int:
+def feed(
+    engine: Engine, world: World, frames: int, rate_hz: float, sample_s: float, out: Any
+) -> int:
     """Submit ``frames`` frames paced by the queue; returns how many the engine accepted."""
     proc, t0 = psutil.Process(), time.monotonic()
-    every = max(1, round(SAMPLE_S * rate_hz))
+    every = max(1, round(sample_s * rate_hz))
     accepted = 0
     for i in range(frames):
         while engine.pending() >= engine.config.engine.frame_queue_size - 1:
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--hours', type=float, default=1.0, help='stream time to feed')
     parser.add_argument('--rate-hz', type=float, default=1.0, help='stream frames per second')
     parser.add_argument('--cache-dir', default='', help='tiny model cache folder')
+    parser.add_argument('--sample-s', type=float, default=SAMPLE_S, help='stream s per sample')
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
     engine = Engine(engine_config(args.cache_dir))
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         frames = round(args.hours * 3600.0 * args.rate_hz)
         t0 = time.monotonic()
         print(json.dumps(sample(engine, psutil.Process(), 0.0, t0)), flush=True)
-        accepted = feed(engine, world, frames, args.rate_hz, sys.stdout)
+        accepted = feed(engine, world, frames, args.rate_hz, args.sample_s, sys.stdout)
         wall = time.monotonic() - t0
         answer = engine.ask(Question('What did the camera see?'))
         status = engine.status()

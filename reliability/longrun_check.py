@@ -37,7 +37,8 @@ def score(row: Row, samples: list[dict[str, Any]], summary: dict[str, Any]) -> N
     """Fill ``row`` from the worker's samples: flat memory bytes and RSS, nothing lost."""
     row.tried = int(summary['frames'])
     row.lost = int(summary['accepted']) - int(summary['ingested']) + int(summary['rejected'])
-    full = [s for s in samples if s['stream_h'] > 0]  # the buffer is full after 5 minutes
+    # The feature buffer (300 frames at 1 fps) is full after 5 minutes of stream.
+    full = [s for s in samples if s['stream_h'] * 3600 >= 300] or samples[-1:]
     sizes = {s['memory_bytes'] for s in full}
     if len(sizes) > 1:
         row.fail(f'memory bytes changed after the buffer filled: {sorted(sizes)}')
@@ -55,11 +56,11 @@ def score(row: Row, samples: list[dict[str, Any]], summary: dict[str, Any]) -> N
     row.figures = {'samples': samples, 'summary': summary}
 
 
-def run(hours: float, cache_dir: str, timeout_s: float) -> Row:
+def run(hours: float, cache_dir: str, timeout_s: float, sample_s: float = 600.0) -> Row:
     row = Row('long run: fast-forward stream')
     env = dict(os.environ, OMP_NUM_THREADS='1', HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1')
     args = [sys.executable, '-m', 'reliability.longrun', '--hours', str(hours)]
-    args += ['--cache-dir', cache_dir]
+    args += ['--cache-dir', cache_dir, '--sample-s', str(sample_s)]
     try:
         done = subprocess.run(
             args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s

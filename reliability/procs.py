@@ -180,4 +180,6 @@ def ask_action(client: ActionClient, goal: Any, timeout: float) -> tuple[str, An
     if not wait_for(result.done, max(0.0, deadline - time.monotonic())):
         return 'hang', None
     res = result.result()
+    if res is None:
+        return 'hang', None
     return str(res.status), res.result

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
+import functools
 import json
 import os
 from pathlib import Path
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     for part in parts:
         print(f'== {part}', file=sys.stderr, flush=True)
-        rows += guarded(part, lambda p=part: run_part(p, sizes, work, cache, args.domain))
+        rows += guarded(part, functools.partial(run_part, part, sizes, work, cache, args.domain))
     print(
         f'\nreliability suite ({"long" if args.long else "short"}), '
         f'{time.monotonic() - t0:.0f} s, logs in {work}\n'
