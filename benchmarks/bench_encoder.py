@@ -15,6 +15,7 @@ the encoder is from what the CPU can do at best.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 import json
 import os
@@ -54,10 +55,10 @@ class EncoderSpec:
 
 ENCODERS: tuple[EncoderSpec, ...] = (
     EncoderSpec('CLIP ViT-L/14 224 (paper)', 'clip', 224, 14, 1024, 4096, 24, 16),
-    EncoderSpec('CLIP ViT-L/14 336', 'clip', 336, 14, 1024, 4096, 24, 16),
     EncoderSpec('CLIP ViT-B/16 224', 'clip', 224, 16, 768, 3072, 12, 12),
     EncoderSpec('CLIP ViT-B/32 224', 'clip', 224, 32, 768, 3072, 12, 12),
     EncoderSpec('SigLIP-B/16 224', 'siglip', 224, 16, 768, 3072, 12, 12),
+    EncoderSpec('CLIP ViT-L/14 336', 'clip', 336, 14, 1024, 4096, 24, 16),
 )
 
 
@@ -120,7 +121,6 @@ def time_forward(
     times: list[float] = []
     spent = 0.0
     with torch.inference_mode():
-        model(pixel_values=pixels[:1])  # warm-up (allocator, kernels)
         while len(times) < max_reps and (not times or spent + times[-1] <= budget_s):
             start = time.perf_counter()
             model(pixel_values=pixels)
@@ -128,6 +128,12 @@ def time_forward(
             times.append(elapsed)
             spent += elapsed
     return statistics.median(times) / batch, len(times)
+
+
+def warm_up(model: torch.nn.Module, spec: EncoderSpec) -> None:
+    """One untimed forward pass (allocator, kernels) at the current thread count."""
+    with torch.inference_mode():
+        model(pixel_values=torch.randn(1, 3, spec.image_size, spec.image_size))
 
 
 def machine_info() -> dict[str, Any]:
@@ -148,52 +154,73 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def run(
-    encoders: list[EncoderSpec],
-    threads: list[int],
-    batches: list[int],
-    budget_s: float,
-    max_reps: int,
-) -> dict[str, Any]:
-    info = machine_info()
-    rates: dict[str, list[float]] = {str(t): [] for t in threads}  # matmul GFLOP/s, each time
-    rows: list[dict[str, Any]] = []
-    for spec in encoders:
-        model = build_encoder(spec)
-        flops = encoder_flops(spec)
-        for t in threads:
-            rates[str(t)].append(matmul_gflops(t))  # right before this encoder's timings
-            for b in batches:
-                torch.set_num_threads(t)
-                s_frame, reps = time_forward(model, spec, b, budget_s, max_reps)
-                rows.append(
-                    {
-                        'encoder': spec.name,
-                        'image_size': spec.image_size,
-                        'threads': t,
-                        'batch': b,
-                        's_per_frame': s_frame,
-                        'fps': 1.0 / s_frame,
-                        'reps': reps,
-                        'gflop_per_frame': flops / 1e9,
-                        'matmul_gflops_adjacent': rates[str(t)][-1],
-                    }
-                )
-                print(format_row(with_floor(rows[-1], rates[str(t)][-1])), flush=True)
-        del model
-    for t in threads:
-        rates[str(t)].append(matmul_gflops(t))
-    best = {t: max(r) for t, r in rates.items()}  # the achievable rate: the best seen in the run
-    rows = [with_floor(row, best[str(row['threads'])]) for row in rows]
-    info['loadavg_end'] = list(os.getloadavg())
-    return {
+@dataclass
+class Plan:
+    """What to time, and when to stop."""
+
+    encoders: list[EncoderSpec]
+    threads: list[int]
+    batches: list[int]
+    budget_s: float  # per (encoder, threads, batch), after the first repetition
+    max_reps: int
+    deadline: float  # time.monotonic() after which the remaining timings are skipped
+
+
+def run(plan: Plan, save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Time every (encoder, threads, batch) of the plan; ``save`` gets the result after each."""
+    result: dict[str, Any] = {
         'benchmark': 'encoder',
-        'machine': info,
-        'matmul_gflops': best,
-        'matmul_gflops_all': rates,
-        'encoders': [asdict(e) for e in encoders],
-        'rows': rows,
+        'machine': machine_info(),
+        'encoders': [asdict(e) for e in plan.encoders],
+        'rows': [],
+        'skipped': [],
     }
+    rates: dict[str, list[float]] = {str(t): [] for t in plan.threads}  # matmul GFLOP/s
+    for spec in plan.encoders:
+        if time.monotonic() > plan.deadline:
+            result['skipped'].append(spec.name)
+            continue
+        model = build_encoder(spec)
+        for t in plan.threads:
+            torch.set_num_threads(t)
+            rates[str(t)].append(matmul_gflops(t))  # right before this encoder's timings
+            warm_up(model, spec)
+            for b in plan.batches:
+                s_frame, reps = time_forward(model, spec, b, plan.budget_s, plan.max_reps)
+                row = measured_row(spec, t, b, s_frame, reps, rates[str(t)][-1])
+                result['rows'].append(row)
+                print(format_row(row), flush=True)
+                save(finish(result, rates))
+        del model
+    for t in plan.threads:
+        rates[str(t)].append(matmul_gflops(t))
+    return finish(result, rates)
+
+
+def measured_row(
+    spec: EncoderSpec, threads: int, batch: int, s_frame: float, reps: int, gflops: float
+) -> dict[str, Any]:
+    row = {
+        'encoder': spec.name,
+        'image_size': spec.image_size,
+        'threads': threads,
+        'batch': batch,
+        's_per_frame': s_frame,
+        'fps': 1.0 / s_frame,
+        'reps': reps,
+        'gflop_per_frame': encoder_flops(spec) / 1e9,
+        'matmul_gflops_adjacent': gflops,
+    }
+    return with_floor(row, gflops)
+
+
+def finish(result: dict[str, Any], rates: dict[str, list[float]]) -> dict[str, Any]:
+    """The result with every floor at the best matmul rate seen so far (the achievable one)."""
+    best = {t: max(r) for t, r in rates.items() if r}
+    rows = [with_floor(row, best[str(row['threads'])]) for row in result['rows']]
+    machine = {**result['machine'], 'loadavg_end': list(os.getloadavg())}
+    return {**result, 'machine': machine, 'rows': rows, 'matmul_gflops': best,
+            'matmul_gflops_all': rates}  # fmt: skip
 
 
 def with_floor(row: dict[str, Any], gflops: float) -> dict[str, Any]:
@@ -237,6 +264,12 @@ def main(argv: list[str] | None = None) -> int:
         help='time per (encoder, threads, batch) after the first repetition',
     )
     parser.add_argument('--max-reps', type=int, default=5)
+    parser.add_argument(
+        '--max-seconds',
+        type=float,
+        default=600.0,
+        help='start no further encoder after this many seconds (busy machines)',
+    )
     parser.add_argument('--quick', action='store_true', help='ViT-B/32 only, batch 1, 1 thread')
     args = parser.parse_args(argv)
     encoders = list(ENCODERS)
@@ -245,22 +278,29 @@ def main(argv: list[str] | None = None) -> int:
         encoders = [e for e in ENCODERS if 'B/32' in e.name]
         threads, batches = [1], [1]
         args.max_reps = min(args.max_reps, 3)
-    print(TABLE_HEAD, flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    result = run(encoders, threads, batches, args.budget_s, args.max_reps)
-    result['wall_s'] = time.perf_counter() - start
-    result['quick'] = bool(args.quick)
+    plan = Plan(encoders, threads, batches, args.budget_s, args.max_reps,
+                time.monotonic() + args.max_seconds)  # fmt: skip
+
+    def save(result: dict[str, Any]) -> None:
+        result = {**result, 'wall_s': time.perf_counter() - start, 'quick': bool(args.quick)}
+        (out / 'encoder.json').write_text(json.dumps(result, indent=2))
+
+    print(TABLE_HEAD, flush=True)
+    result = run(plan, save)
+    save(result)
     print('\nfinal (floor at the best matmul rate of the run):\n' + TABLE_HEAD)
     for row in result['rows']:
         print(format_row(row))
+    if result['skipped']:
+        print(f'skipped after --max-seconds {args.max_seconds:.0f}: {result["skipped"]}')
     print(
         f'matmul fp32 GFLOP/s (best of 10, 2048^3): {result["matmul_gflops"]}; '
-        f'wall {result["wall_s"]:.0f} s; load {result["machine"]["loadavg_start"]} -> '
-        f'{result["machine"]["loadavg_end"]}'
+        f'wall {time.perf_counter() - start:.0f} s; load {result["machine"]["loadavg_start"]} '
+        f'-> {result["machine"]["loadavg_end"]}'
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / 'encoder.json').write_text(json.dumps(result, indent=2))
     return 0
 
 

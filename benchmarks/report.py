@@ -135,6 +135,9 @@ def section_encoder(run: BenchRun) -> str:
         ['encoder', 'threads', 'batch', 's/frame (median)', 'frames/s', 'GFLOP/frame',
          'floor s/frame', 'measured/floor', 'measured/adjacent floor', 'reps'],
     )  # fmt: skip
+    skipped = run.data.get('skipped') or []
+    if skipped:
+        text += f"\n\nNot timed (the run's time budget was spent): {', '.join(skipped)}."
     rate_text = ', '.join(f'{t} thread(s): {fmt(float(g))} GFLOP/s' for t, g in rates.items())
     return (
         f'{text}\n\nFloor = FLOPs (patch embedding + attention + MLP matmuls, counted from '

@@ -60,7 +60,7 @@ BENCHES: tuple[BenchSpec, ...] = (
               'bench_ros_ingest.py', 420, 150,
               ('--duration', '60', '--modes', 'profile', 'localhost', 'fill')),
     BenchSpec('encoder', '4. Vision encoder throughput vs the FLOP floor', 'bench_encoder.py',
-              300, 90),
+              300, 90, ('--max-seconds', '180')),
 )  # fmt: skip
 
 
