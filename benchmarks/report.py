@@ -239,18 +239,14 @@ def section(run: BenchRun, plots: dict[str, str]) -> str:
     if run.note:
         lines += ['', run.note]
     if run.data or run.stdout:
-        render = SECTIONS.get(run.name, section_printed)
+        render = SECTIONS.get(run.name, section_printed) if run.data else section_printed
         try:
             lines += ['', render(run)]
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            lines += [
-                '',
-                f'_unexpected JSON shape ({type(exc).__name__}: {exc}); generic table:_',
-                '',
-                section_generic(run),
-            ]
+            lines += ['', f'_unexpected JSON shape ({type(exc).__name__}: {exc}):_', '',
+                      section_printed(run)]  # fmt: skip
     if run.status != 'ok' and run.log_tail:
-        lines += ['', '```', *run.log_tail[-20:], '```']
+        lines += ['', '```', *run.log_tail[-12:], '```']
     lines += [f'\n![{name}]({path})' for name, path in plots.items()]
     return '\n'.join(lines)
 

@@ -130,6 +130,8 @@ def test_render_survives_an_unexpected_shape() -> None:
     text = render([bad], {}, {})
     assert 'unexpected JSON shape' in text
     assert '| m |' in text
+    printed = BenchRun('encoder', '4', ['x'], 'timeout', -2, 9.0, {}, stdout='| a |\n|---|\n')
+    assert '| a |\n|---|' in render([printed], {}, {})
 
 
 def test_make_plots_draws_pngs_and_reports_what_it_cannot(tmp_path: Path) -> None:
