@@ -56,8 +56,7 @@ def node_parameters(params_file: Any, use_sim_time: Any) -> list[Any]:
 
 
 def generate_launch_description() -> Any:
-    # (mypy, run in the repository root, takes this launch/ folder for the launch package)
-    from launch import LaunchDescription  # type: ignore[attr-defined,unused-ignore]
+    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node

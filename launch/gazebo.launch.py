@@ -71,7 +71,7 @@ def ask_arguments(question: Any) -> list[Any]:
 
 
 def generate_launch_description() -> Any:
-    from launch import LaunchDescription  # type: ignore[attr-defined,unused-ignore]
+    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, ExecuteProcess, TimerAction
     from launch.conditions import IfCondition, UnlessCondition
     from launch.substitutions import LaunchConfiguration

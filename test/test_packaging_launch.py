@@ -75,7 +75,7 @@ def test_launch_file_names_the_installed_executable() -> None:
 @pytest.mark.launch
 @pytest.mark.skipif(not have_launch_ros(), reason='launch / launch_ros not installed')
 def test_generate_launch_description_with_launch_ros() -> None:  # pragma: no cover - ROS distro
-    from launch import LaunchDescription  # type: ignore[attr-defined,unused-ignore]
+    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument
     from launch_ros.actions import Node
 
