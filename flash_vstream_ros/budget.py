@@ -168,15 +168,20 @@ def memory_tokens(memory: MemoryConfig) -> tuple[int, int]:
 
     Stored, as the memories keep them: STAR holds the abstract, temporal and spatial maps, and
     per buffered frame its retrieval map (retrieved_size^2) and its key at temporal resolution
-    (temporal_size^2); the retrieved key frames are buffer entries, not copies. Synopsis holds
+    (temporal_size^2); the retrieved key frames are buffer entries, not copies, and so are the
+    spatial maps when they have the buffer's resolution. Synopsis holds
     its clusters, and per buffered frame the detail map and a key at cluster resolution.
     """
     if memory.kind == 'star':
         star = memory.star
+        # The newest frames' maps are the buffer's own tensors when both have one resolution.
+        shared = star.spatial_size == star.retrieved_size and star.spatial_frames <= (
+            star.buffer_frames
+        )
         parts = (
             star.abstract_slots * star.abstract_size**2
             + star.temporal_clusters * star.temporal_size**2
-            + star.spatial_frames * star.spatial_size**2
+            + (0 if shared else star.spatial_frames * star.spatial_size**2)
         )
         per_frame = star.retrieved_size**2 + star.temporal_size**2
         return star.token_count, parts + star.buffer_frames * per_frame

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from flash_vstream_ros import persistence
+from flash_vstream_ros.budget import enforce_budget
 from flash_vstream_ros.config import AppConfig, with_overrides
 from flash_vstream_ros.errors import (
     BadFrameError,
@@ -164,12 +165,14 @@ class Engine:
         if self._model is None:
             from flash_vstream_ros.models import load_model
 
+            enforce_budget(self.config)  # refuse an impossible profile before reading weights
             self._model = load_model(self.config.model)
             self._owns_model = True
         if self.config.memory.use_checkpoint_sizes:
             overrides = self._model.memory_overrides()
             if overrides:
                 self.config = with_overrides(self.config, overrides)
+        enforce_budget(self.config, self._model)  # measured weights, final memory sizes
         self._reset_state()
         self._restore()
         self._stop.clear()

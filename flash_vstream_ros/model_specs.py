@@ -124,7 +124,7 @@ TINY_LM = LanguageModelShape(
     head_dim=16,
     intermediate=128,
     vocab=400,
-    max_context=2048,
+    max_context=16384,
 )
 TINY_ENCODER = EncoderShape(
     image_size=224, patch=14, hidden=64, intermediate=128, heads=1, layers=2, feature_dim=64

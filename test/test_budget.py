@@ -60,7 +60,7 @@ def test_kv_cache_is_layers_x_2_x_tokens_x_width() -> None:
 
 def test_memory_state_counts_readout_and_buffer_per_camera() -> None:
     cfg = with_overrides(AppConfig(), {'ros.image_topics': ['a', 'b']})
-    stored = 25 + 25 * 16 + 64 + 300 * (64 + 16)  # parts + buffer maps and their keys
+    stored = 25 + 25 * 16 + 300 * (64 + 16)  # parts + buffer maps and keys (spatial = buffer)
     assert memory_state_bytes(cfg.memory, 1024, 2) == stored * 1024 * 2
     assert estimate(cfg, device='cuda').memory_state == 2 * stored * 64 * 2  # tiny: D = 64
     shared = with_overrides(cfg, {'memory.per_camera': False})

@@ -48,7 +48,7 @@ def test_loaded_tiny_model_gives_measured_weights_and_its_own_shapes(
     info = ModelInfo.from_model(model, cfg)
     assert info.measured
     assert info.parameter_bytes == model.parameter_bytes()
-    assert (info.lm.layers, info.lm.hidden, info.lm.max_context) == (2, 64, 2048)
+    assert (info.lm.layers, info.lm.hidden, info.lm.max_context) == (2, 64, 16384)
     assert (info.encoder.tokens, info.feature_dim) == (257, 64)
 
 

@@ -35,7 +35,7 @@ from flash_vstream_ros.models.v1_format import (
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1  # bump when the tiny models change: a new folder is built
+FORMAT_VERSION = 2  # bump when the tiny models change: a new folder is built
 SEED = 0
 TINY_FAMILIES = ('flash_vstream', 'llava')
 IMAGE_TOKEN = '<image>'
@@ -144,7 +144,7 @@ def tiny_llama_kwargs(vocab_size: int) -> dict[str, Any]:
         'num_hidden_layers': 2,
         'num_attention_heads': 4,
         'num_key_value_heads': 4,
-        'max_position_embeddings': 2048,
+        'max_position_embeddings': 16384,  # room for the synopsis default (11,520 tokens)
         'rms_norm_eps': 1e-5,
         'bos_token_id': 1,
         'eos_token_id': 2,
