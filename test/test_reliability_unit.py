@@ -7,6 +7,8 @@ killed saves left behind).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 import os
 from pathlib import Path
 import subprocess
@@ -16,19 +18,38 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 import numpy as np
 import pytest
-from sensor_msgs.msg import Image
 
 from flash_vstream_ros import persistence
-from flash_vstream_ros.errors import BadFrameError, MemoryFileError
+from flash_vstream_ros.config import AppConfig, with_overrides
+from flash_vstream_ros.engine import Engine, Question
+from flash_vstream_ros.errors import BadFrameError, BadQuestionError, MemoryFileError
+from flash_vstream_ros.memory.base import TimeWindow
 from flash_vstream_ros.ros.images import ENCODINGS, image_to_rgb
-from reliability import converter, persistence_faults, saver
+from reliability import persistence_faults, saver
+
+from _engine_fakes import FakeModel, fake_build_memory  # isort: skip
 
 pytestmark = pytest.mark.unit
 
 U32 = 2**32 - 1
 
 
+@dataclass
+class RawImage:
+    """The fields of sensor_msgs/Image the converter reads (it reads by attribute only)."""
+
+    encoding: str
+    width: int
+    height: int
+    step: int
+    is_bigendian: int
+    data: bytes
+
+
 def test_converter_fuzz_has_no_crash_hang_or_accepted_bad_input() -> None:
+    pytest.importorskip('sensor_msgs.msg')  # the suite builds real messages
+    from reliability import converter
+
     rows = converter.run(1500, 500, seed=1)
     for row in rows:
         assert row.ok(), row.problems
@@ -48,9 +69,7 @@ def test_converter_fuzz_has_no_crash_hang_or_accepted_bad_input() -> None:
 def test_any_image_fields_give_rgb_or_bad_frame_error(
     encoding: str, width: int, height: int, step: int, bigendian: int, data: bytes
 ) -> None:
-    msg = Image(encoding=encoding, width=width, height=height, step=step)
-    msg.is_bigendian = bigendian
-    msg.data = data
+    msg = RawImage(encoding, width, height, step, bigendian, data)
     try:
         out = image_to_rgb(msg)
     except BadFrameError as exc:
@@ -119,3 +138,59 @@ def test_temporary_files_of_dead_savers_are_removed(tmp_path: Path) -> None:
     assert live.exists()
     assert other.exists()
     assert persistence.load_file(path).info['format_version'] == persistence.FORMAT_VERSION
+
+
+@pytest.fixture(scope='module')
+def fake_engine() -> Iterator[Engine]:
+    cfg = with_overrides(AppConfig(), {'engine.ingest_rate_hz': 0.0})
+    eng = Engine(cfg, FakeModel(), memory_factory=fake_build_memory)
+    eng.start()
+    for i in range(8):
+        eng.submit_frame(np.full((12, 16, 3), i * 30, np.uint8), 100.0 + i, 'cam')
+    assert eng.wait_idle(10.0)
+    yield eng
+    eng.stop()
+
+
+FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.text(max_size=60),
+    start=st.one_of(st.none(), FLOATS),
+    end=st.one_of(st.none(), FLOATS),
+    last_s=FLOATS,
+    cameras=st.lists(st.sampled_from(['cam', 'other', '', 'ü']), max_size=3),
+    max_new_tokens=st.integers(-5, 2**32),
+    temperature=st.one_of(st.none(), FLOATS),
+)
+def test_any_question_is_answered_or_refused_with_a_reason(
+    fake_engine: Engine,
+    text: str,
+    start: float | None,
+    end: float | None,
+    last_s: float,
+    cameras: list[str],
+    max_new_tokens: int,
+    temperature: float | None,
+) -> None:
+    window = None if start is None and end is None else TimeWindow(start, end)
+    question = Question(
+        text=text,
+        window=window,
+        last_s=last_s,
+        cameras=tuple(cameras),
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+    )
+    try:
+        answer = fake_engine.ask(question)
+    except BadQuestionError as exc:
+        reason = str(exc)
+        answer = None
+    if answer is None:
+        assert reason.strip()
+        return
+    assert answer.stop_reason in ('eos', 'length')
+    assert fake_engine.status().state == 'running'

@@ -340,6 +340,7 @@ class FlashVStreamNode(LifecycleNode):
     def _publish_status(self) -> None:
         engine = self._engine
         try:
+            self._warn_twins()
             status = engine.status() if engine is not None else None
             stamp = self.get_clock().now().to_msg()
             self._status_pub.publish(to_status_msg(status, self._state, stamp))
@@ -350,6 +351,17 @@ class FlashVStreamNode(LifecycleNode):
             )
         except Exception as exc:
             self._warn('status', f'status not published: {type(exc).__name__}: {exc}')
+
+    def _warn_twins(self) -> None:
+        """Warn (throttled) while another node has this name and namespace: ROS allows it."""
+        me = (self.get_name(), self.get_namespace())
+        twins = self.get_node_names_and_namespaces().count(me) - 1
+        if twins > 0:
+            self._warn(
+                'duplicate',
+                f'{twins} other node(s) named {self.get_fully_qualified_name()} are running: '
+                'questions may be answered by either; give each a unique name or namespace',
+            )
 
     def _publish_frames(self) -> None:
         engine = self._engine
