@@ -35,6 +35,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -318,13 +319,15 @@ class FlashVStreamNode(LifecycleNode):
         current.update(values or {})
         status_period = float(current['ros.status_period_s'])
         frames_period = float(current['ros.frames_period_s'])
+        # Wall-clock timers: status keeps flowing when sim time pauses (a bag ended or paused).
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._status_timer = self.create_timer(
-            status_period, self._publish_status, callback_group=self._timer_group
+            status_period, self._publish_status, callback_group=self._timer_group, clock=steady
         )
         self._frames_timer = None
         if frames_period > 0:
             self._frames_timer = self.create_timer(
-                frames_period, self._publish_frames, callback_group=self._timer_group
+                frames_period, self._publish_frames, callback_group=self._timer_group, clock=steady
             )
 
     def _on_parameters_set(self, changed: Sequence[Parameter]) -> None:
