@@ -8,8 +8,9 @@
 #    the CPU wheel on disk. Elsewhere choose your build, e.g. the CPU one from PyTorch's CPU wheel
 #    index (TORCH_SPEC=torch==2.13.0 PIP_EXTRA_INDEX_URL=<that index>), or on a Jetson NVIDIA's
 #    JetPack wheel installed beforehand (it is kept: an importable torch is never replaced).
-# 2. `pip install .[EXTRAS]` (EXTRAS default: test): builds the ROS 2 interfaces with
-#    scikit-build-core + ament_cmake against the ROS 2 Kilted PyPI wheels (about 1-2 min).
+# 2. the build requirements of pyproject.toml, then `pip install --no-build-isolation
+#    .[EXTRAS]` (EXTRAS default: test): builds the ROS 2 interfaces with scikit-build-core +
+#    ament_cmake against the ROS 2 Kilted PyPI wheels (about 1-2 min).
 # Nothing pulls torchvision or a CUDA build.
 set -euo pipefail
 
@@ -32,8 +33,28 @@ else
     "${PIP[@]}" install -q "$TORCH_SPEC"
 fi
 
+# The build requirements (pyproject.toml [build-system]) go into the venv itself: the colcon
+# path (scripts/colcon_smoke.sh) and `make install-dev` build against them, and pip then needs
+# no second, isolated copy of the ROS wheels to build this package.
+mapfile -t BUILD_REQUIRES < <("$VENV/bin/python" - "$ROOT/pyproject.toml" <<'PY'
+import re
+import sys
+
+text = open(sys.argv[1]).read()
+try:
+    import tomllib
+    requires = tomllib.loads(text)['build-system']['requires']
+except ImportError:  # Python 3.10: the list is plain quoted strings
+    block = re.search(r'^\[build-system\]\s*requires\s*=\s*\[(.*?)\]', text, re.S | re.M)
+    requires = re.findall(r"'([^']+)'", re.sub(r'#.*', '', block[1]))
+print('\n'.join(requires))
+PY
+)
+echo "setup_venv: build requirements (${#BUILD_REQUIRES[@]})"
+"${PIP[@]}" install -q "${BUILD_REQUIRES[@]}"
+
 echo "setup_venv: pip install $ROOT[$EXTRAS]"
-"${PIP[@]}" install -q "$ROOT[$EXTRAS]"
+"${PIP[@]}" install -q --no-build-isolation "$ROOT[$EXTRAS]"
 "$VENV/bin/python" - <<'PY'
 from flash_vstream_ros.action import AskStream  # noqa: F401
 from flash_vstream_ros.msg import Evidence, MemoryStatus  # noqa: F401
