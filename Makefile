@@ -13,7 +13,8 @@ STAMP := $(VENV)/.flash_vstream_ros.installed
 # Inputs of the pip build: a change to any of them reinstalls (Python sources do not need it:
 # tests and the demo run from the repository root, whose flash_vstream_ros/ comes first).
 PKG_INPUTS := pyproject.toml CMakeLists.txt package.xml cmake/ros_wheels.cmake \
-	$(wildcard msg/*.msg srv/*.srv action/*.action launch/*.py config/*.yaml config/*.xml)
+	$(wildcard msg/*.msg srv/*.srv action/*.action launch/*.py config/*.yaml config/*.xml \
+	config/*/*.yaml)
 
 # Offline models, loopback-only DDS, steady CPU threads (the caller may override them).
 export HF_HUB_OFFLINE ?= 1
