@@ -51,7 +51,7 @@ class BenchSpec:
 
 BENCHES: tuple[BenchSpec, ...] = (
     BenchSpec('memory', '1. Memory update cost and state bytes vs frames', 'bench_memory.py',
-              240, 120),
+              300, 120),
     BenchSpec('latency', '2. Answer latency vs stream length (ours vs keep-every-frame)',
               'bench_latency.py', 300, 150,
               quick_args=('--frames', '10', '100', '1000', '--reps', '1', '--tiny-only'),
@@ -60,7 +60,7 @@ BENCHES: tuple[BenchSpec, ...] = (
               'bench_ros_ingest.py', 420, 150,
               ('--duration', '60', '--modes', 'profile', 'localhost', 'fill')),
     BenchSpec('encoder', '4. Vision encoder throughput vs the FLOP floor', 'bench_encoder.py',
-              300, 90, ('--max-seconds', '180')),
+              300, 90, ('--max-seconds', '150')),
 )  # fmt: skip
 
 
