@@ -324,11 +324,6 @@ def summarize(
     cpu = [s['cpu_percent'] for s in samples]
     third = max(len(rss) // 3, 1)
     cpu_s = samples[-1]['cpu_s'] if samples else 0.0
-    ingest_cost_s = (
-        counts['frames_ingested']
-        * (float(last.get('encode_ms', 0.0)) + float(last.get('update_ms', 0.0)))
-        / 1e3
-    )
     received = max(counts['frames_received'], 1)
     return {
         'publisher': pub,
@@ -341,9 +336,8 @@ def summarize(
         'memory_bytes': int(last.get('memory_bytes', 0)),
         'memory_bytes_start': int(before.get('memory_bytes', 0)),
         'rss_slope_mb_per_min_last_half': slope_per_min(samples[len(samples) // 2 :]),
-        # CPU time per delivered frame that is not encode/update: the callback's cost (conversion,
-        # sampling, queueing) plus DDS receive work; an upper bound on the callback time
-        'node_cpu_ms_per_received_frame': 1e3 * max(cpu_s - ingest_cost_s, 0.0) / received,
+        # all of the node's CPU time (DDS receive, callbacks, encode, update, status) per frame
+        'node_cpu_ms_per_received_frame': 1e3 * cpu_s / received,
         'rss_idle_mb': rss_idle,
         'rss_start_mb': rss[0] if rss else 0.0,
         'rss_end_mb': rss[-1] if rss else 0.0,

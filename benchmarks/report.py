@@ -214,8 +214,9 @@ def section_ros(run: BenchRun) -> str:
         'feature buffer is full after 30 s and the RSS after that shows whether memory stays '
         'flat. '
         "Callback = the node's image callback (convert + hand to the engine), timed by "
-        'benchmarks/node_timed.py; node CPU ms/frame = node CPU time less encode+update, per '
-        'delivered frame (includes DDS receive and deserialization). The memory state grows '
+        "benchmarks/node_timed.py; node CPU ms/frame = all of the node's CPU time (DDS receive "
+        'and deserialization, callbacks, encode, update, status) per delivered frame. The '
+        'memory state grows '
         'until its feature buffer is full (memory.star.buffer_frames frames at '
         'engine.ingest_rate_hz), then stays constant.'
     )
