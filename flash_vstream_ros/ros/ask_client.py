@@ -190,7 +190,7 @@ class Asker:
         self.args = args
         self.out = out
         self.deadline = time.monotonic() + args.timeout
-        self.streamed = False
+        self.printed = ''  # the answer so far, as streamed to out
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -239,9 +239,12 @@ class Asker:
         return None if response is None else response.result
 
     def on_feedback(self, feedback: Any) -> None:
-        self.out.write(feedback.feedback.text)
+        # Print what the answer so far adds: a feedback message lost on the way (one sent
+        # before the subscription matched) then costs nothing but a later, larger piece.
+        partial = feedback.feedback.partial_answer
+        self.out.write(partial[len(self.printed) :])
         self.out.flush()
-        self.streamed = True
+        self.printed = partial
 
 
 def show_status(node: Node, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -293,8 +296,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     if not result.success:
         err.write(f'flash_vstream_ask: {result.error_message}\n')
         return 1
-    if not asker.streamed:
-        out.write(result.answer)
+    out.write(result.answer[len(asker.printed) :])  # what feedback did not bring
     out.write('\n---\n' + '\n'.join(summary_lines(result)) + '\n')
     return 0
 
