@@ -55,6 +55,7 @@ class Tally:
     no_reason: int = 0
     hangs: int = 0
     latencies: list[float] = field(default_factory=list)
+    hang_calls: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     def add(self, outcome: str, latency: float = 0.0, why: str = '') -> None:
@@ -66,6 +67,7 @@ class Tally:
                 self.busy += 1
             elif outcome == 'hang':
                 self.hangs += 1
+                self.hang_calls.append(why)
             elif outcome == 'no_reason':
                 self.no_reason += 1
             else:
@@ -89,12 +91,14 @@ def _service_loop(client: procs.Client, deadline: float, tally: Tally, seed: int
     ask = client.service(Ask, f'{NODE}/ask')
     ask.wait_for_service(timeout_sec=30.0)
     rng = np.random.default_rng(seed)
+    calls = 0
     while time.monotonic() < deadline:
         fields = {'question': str(rng.choice(QUESTIONS)), 'last_s': float(rng.choice([0, 10]))}
         t0 = time.monotonic()
+        calls += 1
         result = procs.call(ask, fill(Ask.Request(), fields), CALL_TIMEOUT_S)
         if result is None:
-            tally.add('hang')
+            tally.add('hang', why=f'ask client {seed}: call {calls} got no response')
             continue
         _classify(result, time.monotonic() - t0, tally)
 
@@ -191,6 +195,7 @@ def _score_load(
 ) -> None:
     row.tried = tally.answered + tally.busy + tally.refused + tally.no_reason + tally.hangs
     row.hangs += tally.hangs
+    row.problems += tally.hang_calls[:5]
     row.errors = tally.busy + tally.refused + tally.no_reason
     row.crashes = 0 if node.alive() else 1
     if tally.no_reason:
@@ -280,7 +285,10 @@ def run(
     restarts: int,
     services: int = 4,
     actions: int = 2,
+    overrides: dict[str, object] | None = None,
+    burst: int = 0,
 ) -> list[Row]:
+    """Load rows: the mixed clients, then (``burst`` > 0) that many ask clients at once."""
     params = procs.write_params(
         folder / 'load.yaml',
         {
@@ -289,6 +297,7 @@ def run(
             'engine.ingest_rate_hz': INGEST_HZ,
             'generation.max_new_tokens': 16,
             'ros.status_period_s': 0.25,
+            **(overrides or {}),
         },
     )
     node = procs.start_node(
@@ -311,6 +320,8 @@ def run(
                 )
             ]
         rows = [load_row(client, node, seconds, services, actions)]
+        if burst:  # more clients than a default service queue (10) holds
+            rows.append(load_row(client, node, max(10.0, seconds / 2), burst, 0))
         restart_row, cam = camera_restarts(client, node, cam, domain, folder, restarts)
         rows.append(restart_row)
         return rows

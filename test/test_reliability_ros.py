@@ -39,3 +39,25 @@ def test_node_under_load_answers_or_refuses_and_keeps_ingesting(
     figures = rows[0].figures
     assert figures['answered'] > 0
     assert figures['ingest_hz'] > 0
+
+
+def test_ask_service_queue_holds_more_requests_than_the_services_default() -> None:
+    # With the default depth of 10, 14 clients asking back to back lost a request about
+    # every 25 s (its caller waited forever); see reliability/load.py.
+    import rclpy
+    from rclpy.callback_groups import ReentrantCallbackGroup
+    from rclpy.context import Context
+    from rclpy.node import Node
+
+    from flash_vstream_ros.ros.answering import AskServer
+
+    context = Context()
+    rclpy.init(context=context, domain_id=100)
+    try:
+        node = Node('ask_queue_check', context=context)
+        AskServer(node, ReentrantCallbackGroup(), lambda: (None, 'not ready'), lambda: 'test')
+        depths = {s.srv_name: s.qos_profile.depth for s in node.services}
+        assert depths['~/ask'] >= 100
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

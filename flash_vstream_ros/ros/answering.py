@@ -33,6 +33,9 @@ from flash_vstream_ros.srv import Ask, MemoryFile
 # Returns (engine, '') when questions can be answered, else (None, why not).
 EngineGetter = Callable[[], tuple[Engine | None, str]]
 FEEDBACK_DEPTH = 256  # a burst of fast tokens must not overwrite unsent feedback
+# Requests queued for ~/ask (and responses not yet acknowledged): the services default of 10
+# loses requests when more clients than that ask at once, and their callers wait forever.
+ASK_QUEUE_DEPTH = 100
 CANCEL_SETTLE_S = 1.0  # how long to wait for the action server to mark a goal canceling
 
 
@@ -49,7 +52,13 @@ class AskServer:
         self._lock = threading.Lock()
         self._goals = 0  # accepted goals not yet finished
         self._cancels: dict[bytes, threading.Event] = {}
-        node.create_service(Ask, '~/ask', self.on_ask, callback_group=group)
+        node.create_service(
+            Ask,
+            '~/ask',
+            self.on_ask,
+            qos_profile=QoSProfile(depth=ASK_QUEUE_DEPTH),
+            callback_group=group,
+        )
         node.create_service(Trigger, '~/reset_memory', self.on_reset, callback_group=group)
         node.create_service(MemoryFile, '~/save_memory', self.on_save, callback_group=group)
         node.create_service(MemoryFile, '~/load_memory', self.on_load, callback_group=group)
