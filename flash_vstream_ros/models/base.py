@@ -67,9 +67,15 @@ class VisionLanguageModel(Protocol):
         """Memory config from the checkpoint, as dotted overrides ('memory.star.*': value)."""
         ...
 
-    def answer(self, tokens: torch.Tensor, question: str, context: PromptContext,
-               request: GenerationRequest, on_token: TokenCallback | None = None,
-               should_stop: StopCheck | None = None) -> Generation:
+    def answer(
+        self,
+        tokens: torch.Tensor,
+        question: str,
+        context: PromptContext,
+        request: GenerationRequest,
+        on_token: TokenCallback | None = None,
+        should_stop: StopCheck | None = None,
+    ) -> Generation:
         """Answer from memory tokens (N, D) in readout order."""
         ...
 
