@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 
-from benchmarks.report import Row, find_rows, pick
+from benchmarks.report import ROS_LABELS, Row, find_rows, pick
 
 FRAMES_KEYS = ('frames', 'n_frames', 'frames_ingested', 'stream_frames', 'num_frames')
 GROUP_KEYS = ('variant', 'memory', 'method', 'kind', 'system', 'name', 'baseline')
@@ -175,7 +175,8 @@ def plot_rss(data: dict[str, Any], path: Path) -> Path:
     lines = {}
     for run in data['runs']:
         if run.get('samples'):
-            lines[run['mode']] = [(s['t'], s['rss_mb']) for s in run['samples']]
+            label = ROS_LABELS.get(run['mode'], run['mode'])
+            lines[label] = [(s['t'], s['rss_mb']) for s in run['samples']]
     if not lines:
         raise ValueError('no ROS ingest run has RSS samples')
     return line_plot(
