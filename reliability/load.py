@@ -112,7 +112,7 @@ def _action_loop(client: procs.Client, deadline: float, tally: Tally, seed: int)
         t0 = time.monotonic()
         status, result = procs.ask_action(stream, goal, CALL_TIMEOUT_S)
         if status == 'hang':
-            tally.add('hang')
+            tally.add('hang', why=f'ask_stream client {seed}: {result}')
         elif status == 'rejected':
             tally.add('busy')  # the server refuses goals beyond its queue when they arrive
             time.sleep(0.05)

@@ -168,18 +168,18 @@ def call(client: Any, request: Any, timeout: float) -> Any | None:
 
 
 def ask_action(client: ActionClient, goal: Any, timeout: float) -> tuple[str, Any]:
-    """('rejected', None), ('hang', None) or (status, result) of one AskStream goal."""
+    """('rejected', None), ('hang', what is missing) or (status, result) of one goal."""
     deadline = time.monotonic() + timeout
     sent = client.send_goal_async(goal)
     if not wait_for(sent.done, timeout):
-        return 'hang', None
+        return 'hang', 'no goal response'
     handle = sent.result()
     if handle is None or not handle.accepted:
         return 'rejected', None
     result = handle.get_result_async()
     if not wait_for(result.done, max(0.0, deadline - time.monotonic())):
-        return 'hang', None
+        return 'hang', 'no result'
     res = result.result()
     if res is None:
-        return 'hang', None
+        return 'hang', 'empty result'
     return str(res.status), res.result
