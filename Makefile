@@ -24,7 +24,7 @@ export OMP_NUM_THREADS ?= 1
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: help venv install-dev demo test lint colcon-smoke gen default-yaml readme \
-	uninstall-check ci clean
+	uninstall-check ci clean bench bench-quick
 
 help:
 	@echo 'make demo            set up .venv if needed, run the demo (scripts/demo.sh)'
@@ -35,6 +35,8 @@ help:
 	@echo 'make colcon-smoke    colcon build of this package in /tmp + import check'
 	@echo 'make gen             regenerate config/default.yaml and the README tables'
 	@echo 'make uninstall-check pip uninstall leaves only empty folders; reinstall works'
+	@echo 'make bench           benchmarks 1-4 here (~11-15 min, 2 cores): bench_out/REPORT.md + PNGs'
+	@echo 'make bench-quick     the same, small sizes (a smoke run, about 1 minute)'
 	@echo 'make ci              what CI runs (.ci/run)'
 
 $(STAMP): $(PKG_INPUTS)
@@ -62,6 +64,13 @@ lint: $(STAMP)
 	$(PY) -m mypy
 	$(VENV)/bin/vermin --target=3.10- --violations --no-tips --eval-annotations \
 		flash_vstream_ros test scripts launch benchmarks
+	$(PY) scripts/check_package_xml.py
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py --out bench_out
+
+bench-quick: $(STAMP)
+	$(PY) benchmarks/run_all.py --quick --out bench_out/quick
 
 colcon-smoke: $(STAMP)
 	scripts/colcon_smoke.sh $(VENV)
