@@ -1,6 +1,6 @@
 """Run the robustness suite and print its table.
 
-    python -m reliability.run            # short: about 4 minutes on 2 cores
+    python -m reliability.run            # short: about 3 minutes on 2 cores
     python -m reliability.run --long     # by hand: about 10 minutes (100 kills, 4 h of stream)
     python -m reliability.run --only converter,persistence --json out.json
 
