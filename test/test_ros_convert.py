@@ -189,9 +189,14 @@ def test_client_request_and_summary() -> None:
     result = convert.fill_answer(AskStream.Result(), answer, 'active')
     text = '\n'.join(ask_client.summary_lines(result))
     assert 'latency: 1.50 s' in text
-    assert 'temporal    1 elements for 4 frames, t=10.00 .. 14.00 [front]' in text
-    assert 'spatial     1 frames at t=15.00 [front]' in text
+    assert 'temporal    1 elements for 4 frames, t=10.00 s .. t=14.00 s [front]' in text
+    assert 'spatial     1 frames at t=15.00 s [front]' in text
     assert '100 received, 10 ingested, 88 skipped (rate), 1 dropped (queue), 1 rejected' in text
+
+
+def test_client_shows_wall_clock_stamps_as_utc_time_of_day() -> None:
+    assert ask_client.fmt_stamp(1795834847.59) == '03:00:47.59'  # 2026-11-28 03:00:47 UTC
+    assert ask_client.fmt_stamp(12.5) == 't=12.50 s'  # sim time
 
 
 def test_client_needs_a_question_or_status() -> None:

@@ -12,6 +12,7 @@ answer. Exit code 0 when an answer came back, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import signal
 import sys
@@ -31,6 +32,7 @@ from flash_vstream_ros.ros.stamps import to_seconds, to_time
 from flash_vstream_ros.srv import Ask
 
 MAX_STAMPS = 6  # frame stamps listed per memory part
+WALL_CLOCK_AFTER = 1e9  # stamps past 2001-09-09 are wall-clock time; smaller ones sim time
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -153,18 +155,26 @@ def evidence_lines(evidence: list[Any]) -> list[str]:
         cameras = ','.join(sorted({ev.camera for ev in items}))
         if all(ev.weight <= 1.0 for ev in items):
             stamps = sorted(to_seconds(ev.stamp) for ev in items)
-            shown = ', '.join(f'{t:.2f}' for t in stamps[:MAX_STAMPS])
+            shown = ', '.join(fmt_stamp(t) for t in stamps[:MAX_STAMPS])
             more = f' (+{len(stamps) - MAX_STAMPS})' if len(stamps) > MAX_STAMPS else ''
-            lines.append(f'  {part:<9} {len(items):>3} frames at t={shown}{more} [{cameras}]')
+            lines.append(f'  {part:<9} {len(items):>3} frames at {shown}{more} [{cameras}]')
             continue
         start = min(to_seconds(ev.start) for ev in items)
         end = max(to_seconds(ev.end) for ev in items)
         frames = sum(ev.weight for ev in items)
         lines.append(
-            f'  {part:<9} {len(items):>3} elements for {frames:g} frames, t={start:.2f} .. '
-            f'{end:.2f} [{cameras}]'
+            f'  {part:<9} {len(items):>3} elements for {frames:g} frames, {fmt_stamp(start)} .. '
+            f'{fmt_stamp(end)} [{cameras}]'
         )
     return lines
+
+
+def fmt_stamp(t: float) -> str:
+    """A stamp for people: UTC time of day for wall-clock stamps, seconds for sim time."""
+    if t >= WALL_CLOCK_AFTER:
+        clock = datetime.datetime.fromtimestamp(t, datetime.timezone.utc)
+        return clock.strftime('%H:%M:%S.') + f'{clock.microsecond // 10_000:02d}'
+    return f't={t:.2f} s'
 
 
 def memory_lines(m: Any) -> list[str]:
@@ -176,8 +186,8 @@ def memory_lines(m: Any) -> list[str]:
         f'  frames: {m.frames_received} received, {m.frames_ingested} ingested, '
         f'{m.frames_skipped_rate} skipped (rate), {m.frames_dropped_queue} dropped (queue), '
         f'{m.frames_rejected} rejected',
-        f'  cameras: {", ".join(m.cameras) or "-"}; covers {to_seconds(m.oldest_stamp):.2f} .. '
-        f'{to_seconds(m.newest_stamp):.2f} s; {m.memory_bytes / 1e6:.2f} MB',
+        f'  cameras: {", ".join(m.cameras) or "-"}; covers {fmt_stamp(to_seconds(m.oldest_stamp))}'
+        f' .. {fmt_stamp(to_seconds(m.newest_stamp))}; {m.memory_bytes / 1e6:.2f} MB',
         f'  fill: {fill or "-"}',
     ]
 
