@@ -116,7 +116,7 @@ def test_filters_select_exactly_the_matching_evidence(
     got = snap.readout(window, cams).evidence
     expected = [
         e for e in everything
-        if window.overlaps(e.start, e.end)
+        if window.contains(e.stamp)
         and (not cams or set(e.camera.split(',')) & cams)
     ]  # fmt: skip
     assert list(got) == expected

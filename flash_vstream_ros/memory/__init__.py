@@ -10,8 +10,11 @@ Deliberate choices (config options; the released research code in brackets):
 * abstract q/k: the model's trained projections when it has them, else the identity (a plain
   scaled dot product on the features). With 1x1 slots a frame gives one key, the softmax is 1
   and the abstract update reduces to an exponential moving average, with or without q/k.
-* time filter: an element is used when its [start, end] span meets the window; camera filter:
-  when it holds content from one of the cameras (a shared-memory cluster may mix cameras).
+* time filter: an element is used when its stamp (a frame's own; a cluster's or slot's
+  weight-averaged stamp) lies in the window. Spans would not do: an abstract slot absorbs every
+  frame from its creation on, so its span meets every window and no window would exclude it.
+  Camera filter: an element is used when it holds content from one of the cameras (a
+  shared-memory cluster may mix cameras).
 Layout: ops (pure tensor functions), prov (time/camera provenance), store (writer-side
 clusters and frame buffer), star, synopsis, snapshot (immutable views and the saved state).
 """

@@ -79,7 +79,7 @@ class MemorySnapshot(Protocol):
     def readout(
         self, window: TimeWindow | None = None, cameras: Collection[str] | None = None
     ) -> Readout:
-        """Tokens restricted to elements that overlap ``window`` and come from ``cameras``."""
+        """Tokens restricted to elements stamped inside ``window`` and from ``cameras``."""
         ...
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -168,7 +168,7 @@ class Snapshot:
     def readout(
         self, window: TimeWindow | None = None, cameras: Collection[str] | None = None
     ) -> Readout:
-        """Tokens (N, D) of the elements overlapping ``window`` and seen by ``cameras``."""
+        """Tokens (N, D) of the elements stamped inside ``window`` and seen by ``cameras``."""
         mask = self._camera_mask(cameras)
         chunks: list[torch.Tensor] = []
         counts: list[tuple[str, int]] = []
@@ -234,11 +234,12 @@ def _select(part: PartView, window: TimeWindow | None, mask: int | None) -> list
     """Indices of the elements that pass the filters, in readout order."""
     p = part.prov
     keep = torch.ones(len(p), dtype=torch.bool)
-    if window is not None:
+    if window is not None:  # by the element's own (weight-averaged) stamp: see memory/__init__
+        stamp = p.stamp
         if window.start is not None:
-            keep &= p.end >= window.start
+            keep &= stamp >= window.start
         if window.end is not None:
-            keep &= p.start <= window.end
+            keep &= stamp <= window.end
     if mask is not None:
         keep &= (p.cams & mask) != 0
     order = torch.argsort(p.stamp, stable=True) if part.by_time else torch.arange(len(p))
