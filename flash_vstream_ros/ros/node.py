@@ -38,6 +38,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+import rclpy.logging
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.subscription import Subscription
@@ -65,6 +66,7 @@ from flash_vstream_ros.ros.stamps import is_zero, to_seconds
 
 NODE_NAME = 'flash_vstream'
 EXECUTOR_THREADS = 8
+SHUTDOWN_TIMEOUT_S = 5.0  # longest wait for running callbacks once the engine has stopped
 EngineFactory = Callable[[AppConfig], Engine]
 Converter = Callable[[Any, int], np.ndarray]
 
@@ -408,7 +410,10 @@ def main(args: list[str] | None = None) -> int:
             signal.signal(sig, signal.SIG_IGN)
         if node is not None:
             node.close()
-        executor.shutdown()
+        if not executor.shutdown(timeout_sec=SHUTDOWN_TIMEOUT_S):  # never hang on a callback
+            rclpy.logging.get_logger('flash_vstream').warning(
+                f'callbacks still running {SHUTDOWN_TIMEOUT_S:g} s after the engine stopped'
+            )
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
