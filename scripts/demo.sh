@@ -164,6 +164,8 @@ echo "== ground truth from the synthetic camera (first sightings)"
 import json
 import sys
 
+from flash_vstream_ros.ros.ask_client import fmt_stamp
+
 first = {}
 for line in open(sys.argv[1]):
     rec = json.loads(line)
@@ -172,7 +174,7 @@ for line in open(sys.argv[1]):
     elif rec.get('event') == 'appear' and rec['object'] not in first:
         first[rec['object']] = stamp
 for name, stamp in sorted(first.items(), key=lambda kv: kv[1]):
-    print(f'  {name:<20} first seen at t={stamp:.2f}')
+    print(f'  {name:<20} first seen at {fmt_stamp(stamp)}')
 PY
 if [ "$MODEL_FAMILY" = tiny ]; then
     echo "(the tiny model has random weights: its answers are noise; the pipeline is real)"

@@ -150,7 +150,8 @@ def test_cli_reports_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "'gpt'" in capsys.readouterr().err
 
 
-def test_docs_table_is_current() -> None:
-    docs = (Path(__file__).resolve().parents[1] / 'docs' / 'install.md').read_text()
+@pytest.mark.parametrize('doc', ['docs/install.md', 'README.md'])
+def test_docs_table_is_current(doc: str) -> None:
+    text = (Path(__file__).resolve().parents[1] / doc).read_text()
     table = budget.markdown_table(budget.profile_estimates())
-    assert table in docs, 'regenerate with: python -m flash_vstream_ros.budget --table'
+    assert table in text, f'{doc}: regenerate with: python -m flash_vstream_ros.budget --table'
