@@ -9,12 +9,7 @@ messages with them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-import os
 from pathlib import Path
-import signal
-import subprocess
-import sys
 import threading
 import time
 from typing import Any
@@ -25,91 +20,17 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from flash_vstream_ros.config import AppConfig, dump_ros_params, with_overrides
 from flash_vstream_ros.engine import EngineStatus
+from flash_vstream_ros.ros.procs import (  # noqa: F401 (re-exported to the test modules)
+    Proc,
+    ros_env,
+    start,
+    start_camera,
+    start_node,
+    write_params,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PROFILE = REPO_ROOT / 'config' / 'fastdds_loopback.xml'
-
-
-def ros_env(domain_id: int) -> dict[str, str]:
-    """Environment of a node subprocess: own domain, loopback-only DDS, offline, one thread."""
-    env = dict(os.environ)
-    env.update(
-        {
-            'ROS_DOMAIN_ID': str(domain_id),
-            'FASTDDS_DEFAULT_PROFILES_FILE': str(PROFILE),
-            'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SYSTEM_DEFAULT',  # the profile keeps it on 127.0.0.1
-            'PYTHONPATH': os.pathsep.join([str(REPO_ROOT), env.get('PYTHONPATH', '')]).rstrip(':'),
-            'PYTHONUNBUFFERED': '1',
-            'OMP_NUM_THREADS': '1',
-            'HF_HUB_OFFLINE': '1',
-            'TRANSFORMERS_OFFLINE': '1',
-        }
-    )
-    return env
-
-
-def write_params(path: Path, overrides: dict[str, Any]) -> Path:
-    """A ROS params file of the config defaults with dotted-name overrides."""
-    path.write_text(dump_ros_params(with_overrides(AppConfig(), overrides)))
-    return path
-
-
-@dataclass
-class Proc:
-    """A subprocess with its output in a log file."""
-
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def text(self) -> str:
-        return self.log.read_text(errors='replace')
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
-        """Send ``sig`` and wait; SIGKILL after ``timeout`` (then the return code is -9)."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return int(self.popen.returncode)
-
-
-def start(args: list[str], domain_id: int, log: Path) -> Proc:
-    with log.open('wb') as out:
-        popen = subprocess.Popen(
-            args, cwd=REPO_ROOT, env=ros_env(domain_id), stdout=out, stderr=subprocess.STDOUT
-        )
-    return Proc(popen, log)
-
-
-def start_node(params: Path, domain_id: int, log: Path, ros_args: tuple[str, ...] = ()) -> Proc:
-    return start(
-        [
-            sys.executable,
-            '-m',
-            'flash_vstream_ros.ros.node',
-            '--ros-args',
-            '--params-file',
-            str(params),
-            *ros_args,
-        ],
-        domain_id,
-        log,
-    )
-
-
-def start_camera(domain_id: int, log: Path, **params: object) -> Proc:
-    args = [sys.executable, '-m', 'flash_vstream_ros.ros.sim_camera', '--ros-args']
-    for name, value in params.items():
-        args += ['-p', f'{name}:={value}']
-    return start(args, domain_id, log)
 
 
 class Client:
