@@ -38,6 +38,7 @@ help:
 	@echo 'make bench           benchmarks 1-4 here (~11-15 min, 2 cores): bench_out/REPORT.md + PNGs'
 	@echo 'make bench-quick     the same, small sizes (a smoke run, about 1 minute)'
 	@echo 'make ci              what CI runs (.ci/run)'
+	@echo 'make reliability     robustness suite table (RELIABILITY_ARGS=--long: ~10 min)'
 
 $(STAMP): $(PKG_INPUTS)
 	scripts/setup_venv.sh $(VENV)
@@ -87,3 +88,9 @@ ci:
 
 clean:
 	rm -rf build install log .pytest_cache .mypy_cache .ruff_cache
+
+# The robustness suite: bad input, load, faults, fast-forward long run; prints one table.
+.PHONY: reliability
+RELIABILITY_ARGS ?=
+reliability: $(STAMP)
+	$(PY) -m reliability.run $(RELIABILITY_ARGS)
