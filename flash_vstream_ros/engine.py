@@ -265,6 +265,8 @@ class Engine:
             raise BadFrameError(
                 f'stamp {stamp} of camera {camera!r} is older than its last accepted frame'
             )
+        if verdict == 'reset':
+            log.warning('camera %r: clock jumped back to %.3f s: a restart', camera, stamp)
         if not self._queue.put(Frame(image, float(stamp), camera)):
             self._counters.add('frames_dropped_queue')
         return True

@@ -51,27 +51,34 @@ class RateSampler:
     """Per-camera sampling by stamp: keep a frame when it is >= 1/rate after the last kept one.
 
     Stamps, not arrival times, decide, so a bag replayed at any speed samples the same frames.
-    A frame older than the last kept frame of its camera is refused (``'stamp goes back'``).
+    A frame a little older than the last kept frame of its camera is refused (``'back'``); one
+    more than ``CLOCK_RESET_S`` older means the camera's clock restarted (a simulator reset, a
+    bag played again) and is kept (``'reset'``), so ingest resumes instead of refusing frames
+    until the clock catches up.
     A tolerance of 1 % of the period absorbs stamp rounding and jitter (25 fps video sampled
     at 5 Hz keeps every 5th frame even when the stamps are 0.19999 s apart).
     """
 
     TOLERANCE = 0.01
+    CLOCK_RESET_S = 5.0
 
     def __init__(self, rate_hz: float) -> None:
         self._period = (1.0 - self.TOLERANCE) / rate_hz if rate_hz > 0 else 0.0
         self._last: dict[str, float] = {}
 
     def decide(self, stamp: float, camera: str) -> str:
-        """'accept', 'rate' (skipped on purpose) or 'back' (stamp older than the last kept)."""
+        """'accept', 'rate' (skipped on purpose), 'back' (older than the last kept) or 'reset'."""
         last = self._last.get(camera)
+        verdict = 'accept'
         if last is not None:
-            if stamp < last:
+            if stamp < last - self.CLOCK_RESET_S:
+                verdict = 'reset'
+            elif stamp < last:
                 return 'back'
-            if stamp - last < self._period:
+            elif stamp - last < self._period:
                 return 'rate'
         self._last[camera] = stamp
-        return 'accept'
+        return verdict
 
     def reset(self) -> None:
         self._last.clear()

@@ -157,6 +157,17 @@ def test_bad_stamp_and_camera_rejected(engine: Engine) -> None:
     assert engine.status().frames_rejected == 4
 
 
+def test_a_clock_that_restarts_is_followed_not_refused(engine: Engine) -> None:
+    engine.submit_frame(frame(), 100.0, 'cam')
+    with pytest.raises(BadFrameError, match='older'):  # jitter: a little back is refused
+        engine.submit_frame(frame(), 99.0, 'cam')
+    assert engine.submit_frame(frame(), 1.0, 'cam')  # far back: a sim reset or a bag loop
+    assert engine.submit_frame(frame(), 2.0, 'cam')  # sampling goes on from the new clock
+    assert engine.wait_idle(10.0)
+    status = engine.status()
+    assert (status.frames_ingested, status.frames_rejected) == (3, 1)
+
+
 def test_not_ready_before_start() -> None:
     eng = make_engine()
     with pytest.raises(NotReadyError):
