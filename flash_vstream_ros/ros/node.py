@@ -396,9 +396,12 @@ def main(args: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (`cmd &`)
         signal.signal(sig, _interrupt)
     node: FlashVStreamNode | None = None
-    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+    executor: MultiThreadedExecutor | None = None
     try:
         node = FlashVStreamNode()
+        # Questions waiting in the engine's queue each hold a thread: keep some for the rest.
+        waiting = int(node.get_parameter('engine.question_queue_size').value)
+        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS + waiting)
         executor.add_node(node)
         if node.get_parameter('ros.autostart').value:
             node.start()
@@ -410,7 +413,7 @@ def main(args: list[str] | None = None) -> int:
             signal.signal(sig, signal.SIG_IGN)
         if node is not None:
             node.close()
-        if not executor.shutdown(timeout_sec=SHUTDOWN_TIMEOUT_S):  # never hang on a callback
+        if executor is not None and not executor.shutdown(timeout_sec=SHUTDOWN_TIMEOUT_S):
             rclpy.logging.get_logger('flash_vstream').warning(
                 f'callbacks still running {SHUTDOWN_TIMEOUT_S:g} s after the engine stopped'
             )
