@@ -64,7 +64,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(VENV)/bin/vermin --target=3.10- --violations --no-tips --eval-annotations \
-		flash_vstream_ros test scripts launch benchmarks
+		flash_vstream_ros test scripts launch benchmarks reliability
 	$(PY) scripts/check_package_xml.py
 
 bench: $(STAMP)

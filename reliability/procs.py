@@ -6,12 +6,8 @@ memory, UDP on 127.0.0.1 only); every one is ended by its own PID.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 import os
 from pathlib import Path
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -24,27 +20,14 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from flash_vstream_ros.config import AppConfig, dump_ros_params, with_overrides
-
-ROOT = Path(__file__).resolve().parents[1]
-PROFILE = ROOT / 'config' / 'fastdds_loopback.xml'
-
-
-def ros_env(domain_id: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            'ROS_DOMAIN_ID': str(domain_id),
-            'FASTDDS_DEFAULT_PROFILES_FILE': str(PROFILE),
-            'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SYSTEM_DEFAULT',  # the profile keeps it on loopback
-            'PYTHONPATH': os.pathsep.join([str(ROOT), env.get('PYTHONPATH', '')]).rstrip(':'),
-            'PYTHONUNBUFFERED': '1',
-            'OMP_NUM_THREADS': '1',
-            'HF_HUB_OFFLINE': '1',
-            'TRANSFORMERS_OFFLINE': '1',
-        }
-    )
-    return env
+from flash_vstream_ros.ros.procs import (  # noqa: F401 (the suite's modules use them from here)
+    Proc,
+    ros_env,
+    start,
+    start_camera,
+    write_params,
+)
+from flash_vstream_ros.ros.procs import poll as wait_for
 
 
 def use_domain(domain_id: int) -> None:
@@ -54,63 +37,10 @@ def use_domain(domain_id: int) -> None:
             os.environ[key] = value
 
 
-def write_params(path: Path, overrides: dict[str, Any]) -> Path:
-    path.write_text(dump_ros_params(with_overrides(AppConfig(), overrides)))
-    return path
-
-
-@dataclass
-class Proc:
-    """A subprocess with its output in a log file."""
-
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def text(self) -> str:
-        return self.log.read_text(errors='replace')
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:
-        """Send ``sig`` to this PID and wait; SIGKILL after ``timeout``."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return int(self.popen.returncode)
-
-
-def start(args: list[str], domain_id: int, log: Path) -> Proc:
-    with log.open('wb') as out:
-        popen = subprocess.Popen(
-            args, cwd=ROOT, env=ros_env(domain_id), stdout=out, stderr=subprocess.STDOUT
-        )
-    return Proc(popen, log)
-
-
 def start_node(params: Path, domain_id: int, log: Path, namespace: str, module: str) -> Proc:
+    """``module`` (the node, or the suite's faulty variant of it) under ``namespace``."""
     args = [sys.executable, '-m', module, '--ros-args', '--params-file', str(params)]
     return start([*args, '-r', f'__ns:={namespace}'], domain_id, log)
-
-
-def start_camera(domain_id: int, log: Path, **params: object) -> Proc:
-    args = [sys.executable, '-m', 'flash_vstream_ros.ros.sim_camera', '--ros-args']
-    for name, value in params.items():
-        args += ['-p', f'{name}:={value}']
-    return start(args, domain_id, log)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 class Client:
