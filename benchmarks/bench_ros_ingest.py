@@ -32,10 +32,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 PROCS = Path(__file__).resolve().parent / 'ros_ingest_procs.py'
 TIMED_NODE = Path(__file__).resolve().parent / 'node_timed.py'
-PROFILE_CANDIDATES = (
-    ROOT / 'config' / 'fastdds_loopback.xml',
-    Path('/work/shared/fastdds/loopback_bigshm.xml'),
-)
+PROFILE = ROOT / 'config' / 'fastdds_loopback.xml'
 NODE_NAME = 'flash_vstream'
 NODE_MODULE = 'flash_vstream_ros.ros.node'
 FILL_RATE_HZ = 10.0
@@ -86,12 +83,9 @@ def make_mode(name: str, domain_id: int) -> Mode:
 
 
 def find_profile() -> Path:
-    for path in PROFILE_CANDIDATES:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        f'no Fast DDS loopback profile in {[str(p) for p in PROFILE_CANDIDATES]}'
-    )
+    if not PROFILE.is_file():
+        raise FileNotFoundError(f'no Fast DDS loopback profile at {PROFILE}')
+    return PROFILE
 
 
 def write_params(path: Path, overrides: list[str]) -> None:
