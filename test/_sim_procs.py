@@ -4,30 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 import contextlib
-import os
 from pathlib import Path
 import signal
 import subprocess
 import sys
 import time
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-FASTDDS_PROFILE = REPO_ROOT / 'config' / 'fastdds_loopback.xml'
+from flash_vstream_ros.ros import procs
 
 
 def ros_env(domain_id: int, *, big_images: bool = False) -> dict[str, str]:
     """Environment of a ROS subprocess: our domain, loopback only, the source tree first."""
-    env = dict(os.environ)
-    env['ROS_DOMAIN_ID'] = str(domain_id)
-    env['PYTHONPATH'] = os.pathsep.join([str(REPO_ROOT), env.get('PYTHONPATH', '')])
-    env['PYTHONUNBUFFERED'] = '1'
-    env.setdefault('OMP_NUM_THREADS', '1')
-    if big_images and FASTDDS_PROFILE.exists():  # 640x480 best effort: 16 MB SHM on loopback
-        env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(FASTDDS_PROFILE)
-        env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'SYSTEM_DEFAULT'
-    else:
-        env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    return env
+    return procs.ros_env(domain_id, big_images=big_images)
 
 
 def module_cmd(module: str, *args: str) -> list[str]:
