@@ -24,7 +24,7 @@ from flash_vstream_ros.errors import ConfigError, FlashVStreamError
 if TYPE_CHECKING:
     from flash_vstream_ros.config import AppConfig
     from flash_vstream_ros.engine import Answer, Engine, Question
-    from flash_vstream_ros.sources import Source
+    from flash_vstream_ros.io.sources import Source
 
 PROG = 'flash-vstream'
 EXIT_ERROR = 2
@@ -138,7 +138,7 @@ def load_config(args: argparse.Namespace) -> AppConfig:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from flash_vstream_ros.engine import Engine
-    from flash_vstream_ros.sources import open_source
+    from flash_vstream_ros.io.sources import open_source
 
     cfg = load_config(args)
     engine = Engine(cfg)
@@ -179,7 +179,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import datetime
 
-    from flash_vstream_ros.persistence import read_info
+    from flash_vstream_ros.io.persistence import read_info
 
     info = read_info(args.file)
     created = info.get('created')

@@ -14,8 +14,8 @@ import sys
 
 import torch
 
-from flash_vstream_ros import persistence
 from flash_vstream_ros.config import MemoryConfig
+from flash_vstream_ros.io import persistence
 from flash_vstream_ros.memory import build_memory
 from flash_vstream_ros.memory.base import StreamMemory
 

@@ -5,7 +5,7 @@ Builds random models with the real shapes (no weights needed) in fp16: Qwen2-0.5
 (Flash-VStream-7b). For each: weights (allocated after building), the encoder's peak on a batch
 of 1920x1080 uint8 frames resized and normalised on the GPU, and a generation's peak above the
 weights (visual + prompt tokens as inputs_embeds, max_new_tokens forced), then prints them beside
-flash_vstream_ros.budget's estimate of the matching profile. Needs CUDA and transformers.
+flash_vstream_ros.config.budget's estimate of the matching profile. Needs CUDA and transformers.
 
     python scripts/measure_gpu_budget.py [--json out.json]
 """
@@ -23,8 +23,7 @@ import torch.nn.functional as F  # noqa: N812
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flash_vstream_ros import budget
-from flash_vstream_ros.config import AppConfig, load_yaml
+from flash_vstream_ros.config import AppConfig, budget, load_yaml, profiles
 
 MIB = 1 << 20
 
@@ -105,7 +104,7 @@ def _peak_above(fn: Any, *args: Any) -> int:
 
 
 def measure(name: str) -> dict[str, Any]:
-    cfg = load_yaml(budget.PROFILES_DIR / f'{name}.yaml', AppConfig)
+    cfg = load_yaml(profiles.PROFILES_DIR / f'{name}.yaml', AppConfig)
     est = budget.estimate(cfg, device='cuda')
     torch.set_default_dtype(torch.float16)
     with torch.device('cuda'):
@@ -145,7 +144,7 @@ def measure(name: str) -> dict[str, Any]:
 
 
 def est_encoder(name: str) -> Any:
-    from flash_vstream_ros.model_specs import CLIP_L14_224, SIGLIP_SO400M_384
+    from flash_vstream_ros.config.model_specs import CLIP_L14_224, SIGLIP_SO400M_384
 
     return SIGLIP_SO400M_384 if name == 'orin_nano' else CLIP_L14_224
 

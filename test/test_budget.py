@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flash_vstream_ros import budget
-from flash_vstream_ros.budget import (
+from flash_vstream_ros.config import AppConfig, budget, load_yaml, profiles, with_overrides
+from flash_vstream_ros.config.budget import (
     MIB,
     ModelInfo,
     check,
@@ -17,13 +17,12 @@ from flash_vstream_ros.budget import (
     kv_cache_bytes,
     memory_state_bytes,
 )
-from flash_vstream_ros.config import AppConfig, load_yaml, with_overrides
+from flash_vstream_ros.config.model_specs import FLASH_VSTREAM_7B, VICUNA_7B
 from flash_vstream_ros.errors import ConfigError, GpuBudgetError
-from flash_vstream_ros.model_specs import FLASH_VSTREAM_7B, VICUNA_7B
 
 pytestmark = pytest.mark.unit
 
-PROFILES = budget.PROFILES_DIR
+PROFILES = profiles.PROFILES_DIR
 
 
 def profile(name: str) -> AppConfig:
@@ -137,21 +136,23 @@ def test_enforce_budget_with_a_loaded_model(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_table_has_a_row_per_profile(capsys: pytest.CaptureFixture[str]) -> None:
-    assert budget.main(['--table']) == 0
+    assert profiles.main(['--table']) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith('| ')]
     names = [row.split('|')[1].split()[0] for row in rows[1:]]
-    assert names == list(budget.PROFILE_ORDER)
+    assert names == list(profiles.PROFILE_ORDER)
 
 
 def test_cli_reports_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / 'bad.yaml'
     bad.write_text('model: {family: gpt}\n')
-    assert budget.main([str(bad)]) == 2
+    assert profiles.main([str(bad)]) == 2
     assert "'gpt'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('doc', ['docs/install.md', 'README.md'])
 def test_docs_table_is_current(doc: str) -> None:
     text = (Path(__file__).resolve().parents[1] / doc).read_text()
-    table = budget.markdown_table(budget.profile_estimates())
-    assert table in text, f'{doc}: regenerate with: python -m flash_vstream_ros.budget --table'
+    table = profiles.markdown_table(profiles.profile_estimates())
+    assert table in text, (
+        f'{doc}: regenerate with: python -m flash_vstream_ros.config.profiles --table'
+    )

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from flash_vstream_ros.budget import (
+from flash_vstream_ros.config import AppConfig, MemoryConfig, SynopsisConfig, with_overrides
+from flash_vstream_ros.config.budget import (
     MIB,
     ModelInfo,
     check,
@@ -18,7 +19,6 @@ from flash_vstream_ros.budget import (
     estimate,
     memory_state_bytes,
 )
-from flash_vstream_ros.config import AppConfig, MemoryConfig, SynopsisConfig, with_overrides
 from flash_vstream_ros.errors import GpuBudgetError
 from flash_vstream_ros.memory import build_memory
 from flash_vstream_ros.models import load_model
@@ -98,10 +98,10 @@ def test_profile_memory_and_engine_settings_run_with_a_tiny_model(
     name: str, tiny_cache_dir: Path
 ) -> None:
     """Each profile with its model swapped for the tiny one of the same format, on the CPU."""
-    from flash_vstream_ros.budget import PROFILES_DIR
     from flash_vstream_ros.config import load_yaml
+    from flash_vstream_ros.config.profiles import PROFILES_DIR
     from flash_vstream_ros.engine import Engine
-    from flash_vstream_ros.status import Question
+    from flash_vstream_ros.engine.status import Question
 
     cfg = load_yaml(PROFILES_DIR / f'{name}.yaml', AppConfig)
     tiny_family = 'llava' if cfg.model.family == 'llava' else 'flash_vstream'

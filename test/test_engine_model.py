@@ -14,10 +14,10 @@ import torch
 from flash_vstream_ros.config import AppConfig, ModelConfig, with_overrides
 from flash_vstream_ros.engine import Engine, Question
 from flash_vstream_ros.errors import BadQuestionError, MemoryFileError
+from flash_vstream_ros.io.persistence import load_file
 from flash_vstream_ros.memory.base import TimeWindow
 from flash_vstream_ros.models import load_model
 from flash_vstream_ros.models.base import VisionLanguageModel
-from flash_vstream_ros.persistence import load_file
 
 pytestmark = pytest.mark.model
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from flash_vstream_ros.engine.readouts import concat_readouts, fit_readout
 from flash_vstream_ros.memory.base import Evidence, Readout
-from flash_vstream_ros.readouts import concat_readouts, fit_readout
 
 pytestmark = pytest.mark.unit
 

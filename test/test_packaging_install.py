@@ -127,5 +127,5 @@ def test_built_wheel_ships_each_file_once(tmp_path: Path) -> None:
     assert not [n for n in names if n not in data and '.dist-info/' not in n]
     site = [n.split('site-packages/', 1)[1] for n in data if 'site-packages/' in n]
     assert 'flash_vstream_ros/__init__.py' in site
-    assert 'flash_vstream_ros/config.py' in site
+    assert 'flash_vstream_ros/config/settings.py' in site
     assert any(n.startswith('flash_vstream_ros/srv/_ask') for n in site)

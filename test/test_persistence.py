@@ -17,11 +17,11 @@ import pytest
 from safetensors.torch import save_file as st_save_file
 import torch
 
-from flash_vstream_ros import persistence
 from flash_vstream_ros.config import AppConfig, with_overrides
 from flash_vstream_ros.engine import Engine, Question
 from flash_vstream_ros.errors import MemoryFileError
-from flash_vstream_ros.persistence import MemoryRecord, load_file, save_file
+from flash_vstream_ros.io import persistence
+from flash_vstream_ros.io.persistence import MemoryRecord, load_file, save_file
 
 pytestmark = pytest.mark.unit
 
@@ -134,7 +134,7 @@ def test_failed_rename_keeps_old_file(tmp_path: Path, monkeypatch: pytest.Monkey
 SAVER = textwrap.dedent(
     """
     import sys, torch
-    from flash_vstream_ros.persistence import MemoryRecord, save_file
+    from flash_vstream_ros.io.persistence import MemoryRecord, save_file
     path = sys.argv[1]
     big = MemoryRecord('cam', {'x': torch.randn(4_000_000)}, {'g': 2})
     print('ready', flush=True)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flash_vstream_ros.budget import PROFILE_ORDER, PROFILES_DIR, estimate, profile_paths
 from flash_vstream_ros.config import AppConfig, flatten, load_yaml
+from flash_vstream_ros.config.budget import estimate
+from flash_vstream_ros.config.profiles import PROFILE_ORDER, PROFILES_DIR, profile_paths
 
 pytestmark = pytest.mark.unit
 

@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 import numpy as np
 import pytest
 
-from flash_vstream_ros import persistence
 from flash_vstream_ros.config import AppConfig, with_overrides
 from flash_vstream_ros.engine import Engine, Question
 from flash_vstream_ros.errors import BadFrameError, BadQuestionError, MemoryFileError
+from flash_vstream_ros.io import persistence
 from flash_vstream_ros.memory.base import TimeWindow
 from flash_vstream_ros.ros.images import ENCODINGS, image_to_rgb
 from reliability import persistence_faults, saver

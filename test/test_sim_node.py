@@ -32,8 +32,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 
 from flash_vstream_ros.config import AppConfig, ModelConfig, RosConfig, with_overrides  # noqa: E402
 from flash_vstream_ros.engine import Engine  # noqa: E402
-from flash_vstream_ros.ingest import RateSampler  # noqa: E402
-from flash_vstream_ros.persistence import load_file  # noqa: E402
+from flash_vstream_ros.engine.ingest import RateSampler  # noqa: E402
+from flash_vstream_ros.io.persistence import load_file  # noqa: E402
 from flash_vstream_ros.sim import World, WorldConfig, frame_stamp_ns, read_events  # noqa: E402
 from flash_vstream_ros.sim.events import seconds  # noqa: E402
 

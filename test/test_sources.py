@@ -12,7 +12,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from flash_vstream_ros.errors import BadFrameError, SourceError
-from flash_vstream_ros.sources import open_source, raw_to_rgb, topic_camera
+from flash_vstream_ros.io.sources import open_source, raw_to_rgb, topic_camera
 
 pytestmark = pytest.mark.unit
 

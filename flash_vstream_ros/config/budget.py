@@ -15,23 +15,17 @@ The estimate adds five parts (bytes):
   for allocator fragmentation.
 
 Encoding and answering run in different threads, so their activations are added, not maxed.
-The node calls :func:`enforce_budget` at configure; ``python -m flash_vstream_ros.budget
+The node calls :func:`enforce_budget` at configure; ``python -m flash_vstream_ros.config.profiles
 --table`` prints the README's table of the profiles in ``config/profiles/``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 import logging
-import os
-from pathlib import Path
-import sys
 from typing import Any
 
-from flash_vstream_ros.config import AppConfig, MemoryConfig, load_yaml
-from flash_vstream_ros.errors import ConfigError, GpuBudgetError
-from flash_vstream_ros.model_specs import (
+from flash_vstream_ros.config.model_specs import (
     EncoderShape,
     LanguageModelShape,
     ModelSpec,
@@ -39,6 +33,8 @@ from flash_vstream_ros.model_specs import (
     find_spec,
     lm_shape,
 )
+from flash_vstream_ros.config.settings import AppConfig, MemoryConfig
+from flash_vstream_ros.errors import ConfigError, GpuBudgetError
 
 LOG = logging.getLogger(__name__)
 
@@ -48,8 +44,6 @@ PROMPT_TEMPLATE_TOKENS = 64  # system prompt, template and time/camera context
 CHARS_PER_TOKEN = 4  # question text, rough for English with a BPE vocabulary
 MAX_FRAME_PIXELS = 1920 * 1080  # the largest frame the activation estimate plans for
 FRAGMENTATION = 0.10  # allocator slack on the dynamic parts
-PROFILES_DIR = Path(__file__).resolve().parents[1] / 'config' / 'profiles'
-PROFILE_ORDER = ('orin_nano', 'orin_nx', 'agx_orin', 'desktop_gpu', 'cpu')  # small to large
 
 
 @dataclass(frozen=True)
@@ -299,6 +293,8 @@ def _limit_source(cfg: AppConfig, device_total_bytes: int | None, limit: int) ->
 
 
 def _suggestion(limit: int) -> str:
+    from flash_vstream_ros.config.profiles import profile_estimates  # profiles import us
+
     fitting = [
         (name, est)
         for name, _, est in profile_estimates()
@@ -309,45 +305,6 @@ def _suggestion(limit: int) -> str:
     fitting.sort(key=lambda item: item[1].total, reverse=True)
     names = ', '.join(f'{name} ({_mib(est.total)})' for name, est in fitting)
     return f'Profiles that fit, largest first: {names}; start with the first.'
-
-
-# --------------------------------------------------------------------------- profiles
-
-
-def profile_dirs() -> list[Path]:
-    """Where profile YAML files may be: the source tree, then installed share/ folders."""
-    dirs = [PROFILES_DIR]
-    prefixes = [*os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep), sys.prefix]
-    dirs += [
-        Path(p) / 'share' / 'flash_vstream_ros' / 'config' / 'profiles' for p in prefixes if p
-    ]
-    return [d for d in dirs if d.is_dir()]
-
-
-def profile_paths() -> list[Path]:
-    """Profile files of the first folder that has any, sorted by name."""
-    for folder in profile_dirs():
-        paths = sorted(folder.glob('*.yaml'), key=_profile_order)
-        if paths:
-            return paths
-    return []
-
-
-def _profile_order(path: Path) -> tuple[int, str]:
-    order = PROFILE_ORDER.index(path.stem) if path.stem in PROFILE_ORDER else len(PROFILE_ORDER)
-    return order, path.stem
-
-
-def profile_estimates(
-    paths: Iterable[Path] | None = None,
-) -> list[tuple[str, AppConfig, BudgetEstimate]]:
-    """(name, config, estimate) of every profile; a profile on 'auto' is estimated on CUDA."""
-    out: list[tuple[str, AppConfig, BudgetEstimate]] = []
-    for path in paths if paths is not None else profile_paths():
-        cfg = load_yaml(path, AppConfig)
-        device = 'cpu' if cfg.model.device == 'cpu' else 'cuda'
-        out.append((path.stem, cfg, estimate(cfg, device=device)))
-    return out
 
 
 # --------------------------------------------------------------------------- the node's entry
@@ -409,74 +366,3 @@ def gpu_memory_used_peak(device: Any = None) -> tuple[int, int]:
     ):
         return 0, 0
     return int(torch.cuda.memory_allocated(device)), int(torch.cuda.max_memory_allocated(device))
-
-
-# --------------------------------------------------------------------------- README table
-
-TABLE_HEAD = (
-    '| profile | model | dtype | memory | visual tokens | weights | memory state | '
-    'KV cache | activations | overhead | total | max_gpu_memory_mb |\n'
-    '|---|---|---|---|---|---|---|---|---|---|---|---|'
-)
-
-
-def _gib(n: int) -> str:
-    return f'{n / (1 << 30):.2f}'
-
-
-def _memory_label(cfg: AppConfig) -> str:
-    if cfg.memory.kind == 'star':
-        return 'STAR'
-    syn = cfg.memory.synopsis
-    detail = f' + {syn.detail_frames}x{syn.detail_size**2}' if syn.detail_frames else ''
-    return f'synopsis {syn.clusters}x{syn.cluster_size**2}{detail}'
-
-
-def markdown_table(rows: list[tuple[str, AppConfig, BudgetEstimate]]) -> str:
-    """The README's table: expected memory per profile and part, in GiB."""
-    lines = [TABLE_HEAD]
-    for name, cfg, est in rows:
-        where = '' if est.device == 'cuda' else ' (host RAM)'
-        parts = ' | '.join(_gib(v) for v in est.parts().values())
-        limit = cfg.gpu.max_gpu_memory_mb or '-'
-        lines.append(
-            f'| {name}{where} | {est.model} | {est.dtype} | {_memory_label(cfg)} | '
-            f'{est.visual_tokens} | {parts} | **{_gib(est.total)}** | {limit} |'
-        )
-    return '\n'.join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m flash_vstream_ros.budget [--table] [CONFIG.yaml ...]``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description='Expected GPU memory of configurations.')
-    parser.add_argument(
-        'configs',
-        nargs='*',
-        type=Path,
-        help='config YAML files (default: every profile in config/profiles)',
-    )
-    parser.add_argument('--table', action='store_true', help='print a Markdown table (GiB)')
-    args = parser.parse_args(argv)
-    try:
-        rows = profile_estimates(args.configs or None)
-    except ConfigError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 2
-    if args.table:
-        print(markdown_table(rows))
-        return 0
-    for name, cfg, est in rows:
-        limit = budget_limit(cfg)
-        verdict = (
-            'no limit'
-            if limit is None
-            else ('fits' if est.total <= limit else f'DOES NOT FIT {_mib(limit)}')
-        )
-        print(f'{name}: {est.describe()} [{verdict}]')
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

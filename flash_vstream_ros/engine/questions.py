@@ -19,9 +19,9 @@ import math
 import unicodedata
 
 from flash_vstream_ros.config import GenerationConfig
+from flash_vstream_ros.engine.status import Question
 from flash_vstream_ros.errors import BadQuestionError
 from flash_vstream_ros.memory.base import TimeWindow
-from flash_vstream_ros.status import Question
 
 ALLOWED_CONTROL = frozenset('\t\n\r')
 MAX_TEMPERATURE = 5.0

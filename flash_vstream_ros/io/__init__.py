@@ -1,0 +1,5 @@
+"""What comes in from files and goes out to them, without ROS.
+
+* :mod:`.sources`: frames from video files, image folders and rosbag2 bags (offline replay).
+* :mod:`.persistence`: the memory file format (atomic writes, checked loads).
+"""
