@@ -25,7 +25,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rosbags.rosbag2 import Reader  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from flash_vstream_ros.ros.bag_tools import from_bag_qos, resolve  # noqa: E402
+from flash_vstream_ros.ros.bag_common import from_bag_qos, resolve  # noqa: E402
 from flash_vstream_ros.sim.bag import sensor_qos  # noqa: E402
 
 

@@ -61,10 +61,12 @@ def our_imports(path: Path) -> list[tuple[int, str]]:
     """(line, room) of every import of flash_vstream_ros.<room> in one file."""
     out = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif node.module and node.level == 0:
             names = [node.module]
             if node.module == 'flash_vstream_ros':
                 names = [f'flash_vstream_ros.{alias.name}' for alias in node.names]
