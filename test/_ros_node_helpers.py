@@ -34,7 +34,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class Client:
-    """An in-process node on the test's domain, spun by a background executor."""
+    """An in-process node on the test's domain, spun by a background executor.
+
+    Entities (subscriptions, publishers, clients) are created and destroyed on the executor
+    (:meth:`on_executor`), never from the test's thread while the executor spins: rclpy
+    raises InvalidHandle in the spinning thread when an entity goes under its feet.
+    """
 
     def __init__(self, domain_id: int, name: str = 'test_client') -> None:
         self.context = Context()
@@ -60,7 +65,11 @@ class Client:
             with self._lock:
                 self.received[topic].append(msg)
 
-        self.node.create_subscription(msg_type, topic, keep, qos)
+        self.on_executor(lambda: self.node.create_subscription(msg_type, topic, keep, qos))
+
+    def on_executor(self, fn: Callable[[], Any], timeout: float = 30.0) -> Any:
+        """Run ``fn`` as a task of the spinning executor and return its result."""
+        return result_of(self.executor.create_task(fn), timeout, f'executor task {fn!r}')
 
     def messages(self, topic: str) -> list[Any]:
         with self._lock:
@@ -71,13 +80,13 @@ class Client:
         return self.messages(topic)[-1]
 
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 60.0) -> Any:
-        client: Any = self.node.create_client(srv_type, name)
+        client: Any = self.on_executor(lambda: self.node.create_client(srv_type, name))
         try:
             assert client.wait_for_service(timeout_sec=timeout), f'service {name} not available'
             future = client.call_async(request)
             return result_of(future, timeout, f'response of {name}')
         finally:
-            self.node.destroy_client(client)
+            self.on_executor(lambda: self.node.destroy_client(client))
 
     def close(self) -> None:
         self.executor.shutdown()

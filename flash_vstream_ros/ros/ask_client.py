@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from action_msgs.msg import GoalStatus
 import rclpy
 from rclpy.action import ActionClient
 from rclpy.node import Node
@@ -32,6 +33,11 @@ from flash_vstream_ros.ros.stamps import to_seconds, to_time
 from flash_vstream_ros.srv import Ask
 
 MAX_STAMPS = 6  # frame stamps listed per memory part
+GOAL_ENDED = (
+    GoalStatus.STATUS_SUCCEEDED,
+    GoalStatus.STATUS_ABORTED,
+    GoalStatus.STATUS_CANCELED,
+)
 WALL_CLOCK_AFTER = 1e9  # stamps past 2001-09-09 are wall-clock time; smaller ones sim time
 
 
@@ -209,6 +215,12 @@ class Asker:
         rclpy.spin_until_future_complete(self.node, future, timeout_sec=self.remaining())
         return future.done()
 
+    def wait_ended(self, handle: Any) -> bool:
+        """Spin until the goal's status is terminal (succeeded, aborted, canceled)."""
+        while handle.status not in GOAL_ENDED and self.remaining() > 0:
+            rclpy.spin_once(self.node, timeout_sec=min(0.1, self.remaining()))
+        return handle.status in GOAL_ENDED
+
     def by_service(self) -> Any | None:
         name = f'{self.args.node}/ask'
         client: Any = self.node.create_client(Ask, name)
@@ -233,18 +245,20 @@ class Asker:
         handle = sent.result()
         if handle is None or not handle.accepted:
             raise RuntimeError(f'goal rejected by {name} (busy or not active: see the node log)')
-        result_future = handle.get_result_async()
+        # rclpy drops the feedback callback as soon as the result arrives, discarding feedback
+        # still queued: ask for the result only once the goal's status says it has ended.
         try:
-            if not self.wait(result_future):
+            if not self.wait_ended(handle):
                 handle.cancel_goal_async()
                 raise TimeoutError(f'no answer from {name} within {self.args.timeout} s')
         except KeyboardInterrupt:
             self.deadline = time.monotonic() + 5.0
-            cancel = handle.cancel_goal_async()
-            self.wait(cancel)
-            self.wait(result_future)
-            if not result_future.done():
+            self.wait(handle.cancel_goal_async())
+            if not self.wait_ended(handle):
                 raise
+        result_future = handle.get_result_async()
+        if not self.wait(result_future):
+            raise TimeoutError(f'no result from {name} within {self.args.timeout} s')
         response = result_future.result()
         return None if response is None else response.result
 

@@ -15,16 +15,12 @@ Lifecycle (the llama_ros pattern):
 The ask service, the action, the memory services, ``~/memory_status`` and ``/diagnostics`` exist
 in every state; questions are answered while active and refused with the reason otherwise.
 
-Image callbacks only convert and hand the frame to the engine (which never blocks); stamps are
-the message header stamps as they are (so ``use_sim_time`` and bag replays work; a zero stamp is
-replaced by the node clock's now). Camera names: see flash_vstream_ros.ros.convert.
+The camera subscriptions and their callbacks are in flash_vstream_ros.ros.cameras.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-import functools
 import gc
 import signal
 import sys
@@ -32,7 +28,6 @@ import traceback
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
-import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
@@ -40,44 +35,29 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 import rclpy.logging
 from rclpy.parameter import Parameter
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.subscription import Subscription
 from rclpy.timer import Timer
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import Image
 
 from flash_vstream_ros.config import AppConfig
 from flash_vstream_ros.engine import Engine
-from flash_vstream_ros.errors import BadFrameError, FlashVStreamError, NotReadyError
+from flash_vstream_ros.errors import FlashVStreamError
 from flash_vstream_ros.msg import MemoryStatus
 from flash_vstream_ros.ros import params
 from flash_vstream_ros.ros.answering import AskServer
+from flash_vstream_ros.ros.cameras import CameraInputs, camera_entries
 from flash_vstream_ros.ros.compat import (
     ExternalShutdownException,
     init_without_signal_handlers,
-    resolve_topic,
-    topic_of,
 )
-from flash_vstream_ros.ros.convert import camera_name, to_status_msg
+from flash_vstream_ros.ros.convert import to_status_msg
 from flash_vstream_ros.ros.diagnostics import DiagnosticsState, diagnostic_array
-from flash_vstream_ros.ros.images import compressed_to_rgb, image_to_rgb
 from flash_vstream_ros.ros.logs import Throttle, bridge_core_logging, unbridge_core_logging
 from flash_vstream_ros.ros.montage import montage
-from flash_vstream_ros.ros.stamps import is_zero, to_seconds
 
 NODE_NAME = 'flash_vstream'
 EXECUTOR_THREADS = 8
 SHUTDOWN_TIMEOUT_S = 5.0  # longest wait for running callbacks once the engine has stopped
 EngineFactory = Callable[[AppConfig], Engine]
-Converter = Callable[[Any, int], np.ndarray]
-
-
-@dataclass
-class CameraFeed:
-    """What one camera subscription's callback needs."""
-
-    camera: str  # set once the subscription's real (remapped) topic name is known
-    convert: Converter
-    max_side: int
 
 
 class FlashVStreamNode(LifecycleNode):
@@ -90,8 +70,8 @@ class FlashVStreamNode(LifecycleNode):
         self._config: AppConfig | None = None
         self._state = 'unconfigured'
         self._problem = ''  # why the last configure failed
-        self._camera_subs: list[Subscription[Any]] = []
         self._throttle = Throttle()
+        self._inputs = CameraInputs(self, lambda: self._engine, self._warn)
         self._diag = DiagnosticsState()
         self._log_handler = bridge_core_logging(self.get_logger())
         self._param_problems = params.declare_config_parameters(self)
@@ -125,7 +105,7 @@ class FlashVStreamNode(LifecycleNode):
         if self._param_problems:
             raise FlashVStreamError('; '.join(self._param_problems))
         config = params.read_config(self)
-        self._cameras(config)  # refuse duplicate camera names before loading anything
+        camera_entries(self, config)  # refuse duplicate camera names before loading anything
         engine = self._engine_factory(config)
         engine.start()
         self._engine, self._config = engine, engine.config
@@ -144,34 +124,34 @@ class FlashVStreamNode(LifecycleNode):
             self.get_logger().error('activate failed: no engine (configure first)')
             return TransitionCallbackReturn.FAILURE
         try:
-            self._subscribe(self._config)
+            self._inputs.subscribe(self._config)
         except Exception as exc:
             self.get_logger().error(f'activate failed: {type(exc).__name__}: {exc}')
-            self._unsubscribe()
+            self._inputs.unsubscribe()
             return TransitionCallbackReturn.FAILURE
         self._state = 'active'
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._unsubscribe()
+        self._inputs.unsubscribe()
         self._state = 'inactive'
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._unsubscribe()
+        self._inputs.unsubscribe()
         self._free_engine()
         self._state = 'unconfigured'
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._unsubscribe()
+        self._inputs.unsubscribe()
         self._free_engine()
         self._state = 'finalized'
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.get_logger().error(f'error while {state.label}: freeing the engine')
-        self._unsubscribe()
+        self._inputs.unsubscribe()
         self._free_engine()
         self._state = 'unconfigured'
         return TransitionCallbackReturn.SUCCESS
@@ -184,7 +164,7 @@ class FlashVStreamNode(LifecycleNode):
 
     def close(self) -> None:
         """Stop everything this node started (SIGINT path): unsubscribe, stop the engine."""
-        self._unsubscribe()
+        self._inputs.unsubscribe()
         self._free_engine()
         unbridge_core_logging(self._log_handler)
 
@@ -200,92 +180,6 @@ class FlashVStreamNode(LifecycleNode):
         _release_memory()
         self.get_logger().info('engine stopped, model freed')
 
-    # ------------------------------------------------------------------ cameras
-
-    def _cameras(self, config: AppConfig) -> list[tuple[str, str, Any, Converter]]:
-        """(topic, camera, message type, converter) per subscribed topic."""
-        entries: list[tuple[str, str, Any, Converter]] = []
-        for topics, msg_type, convert in (
-            (config.ros.image_topics, Image, image_to_rgb),
-            (config.ros.compressed_topics, CompressedImage, compressed_to_rgb),
-        ):
-            for topic in topics:
-                camera = camera_name(resolve_topic(self, topic), self.get_namespace())
-                entries.append((topic, camera, msg_type, convert))
-        names = [camera for _, camera, _, _ in entries]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise FlashVStreamError(
-                f'camera topics give duplicate camera names {duplicates}: '
-                f'subscribe each topic once'
-            )
-        return entries
-
-    def _subscribe(self, config: AppConfig) -> None:
-        qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=config.ros.qos_depth,
-            reliability=(
-                ReliabilityPolicy.BEST_EFFORT
-                if config.ros.qos_reliability == 'best_effort'
-                else ReliabilityPolicy.RELIABLE
-            ),
-        )
-        max_side = config.engine.max_image_side
-        if not config.ros.image_topics and not config.ros.compressed_topics:
-            self.get_logger().warning(
-                'no camera topics (ros.image_topics and ros.compressed_topics are empty): '
-                'answering from the loaded memory only'
-            )
-        for topic, _, msg_type, convert in self._cameras(config):
-            feed = CameraFeed('', convert, max_side)
-            # One group per camera: its frames arrive in order; cameras run in parallel.
-            sub = self.create_subscription(
-                msg_type,
-                topic,
-                functools.partial(self._on_image, feed),
-                qos,
-                callback_group=MutuallyExclusiveCallbackGroup(),
-            )
-            self._camera_subs.append(sub)
-            name = topic_of(self, sub, topic)  # after remapping, on every rclpy release
-            feed.camera = camera_name(name, self.get_namespace())
-            self.get_logger().info(
-                f'camera {feed.camera!r}: {name} ({msg_type.__name__}, '
-                f'{config.ros.qos_reliability})'
-            )
-
-    def _unsubscribe(self) -> None:
-        subs, self._camera_subs = self._camera_subs, []
-        for sub in subs:
-            self.destroy_subscription(sub)
-
-    def _on_image(self, feed: CameraFeed, msg: Any) -> None:
-        camera, convert, max_side = feed.camera, feed.convert, feed.max_side
-        engine = self._engine
-        if engine is None:
-            return
-        try:
-            rgb = convert(msg, max_side)
-        except BadFrameError as exc:
-            engine.reject_frame(str(exc))
-            self._warn('bad_frame', f'camera {camera!r}: frame rejected: {exc}')
-            return
-        except Exception as exc:  # never let a malformed message kill the node
-            engine.reject_frame(f'{type(exc).__name__}: {exc}')
-            self._warn(
-                'bad_frame', f'camera {camera!r}: frame rejected: {type(exc).__name__}: {exc}'
-            )
-            return
-        stamp = msg.header.stamp
-        seconds = self._now_s() if is_zero(stamp) else to_seconds(stamp)
-        try:
-            engine.submit_frame(rgb, seconds, camera)
-        except BadFrameError as exc:  # counted by the engine
-            self._warn('bad_frame', f'camera {camera!r}: frame rejected: {exc}')
-        except NotReadyError:
-            pass  # the engine is being stopped; frames in flight are dropped
-
     def _warn(self, kind: str, text: str) -> None:
         period = float(self.get_parameter('ros.warn_throttle_s').value)
         held = self._throttle.check(kind, period)
@@ -293,9 +187,6 @@ class FlashVStreamNode(LifecycleNode):
             return
         suffix = f' ({held} similar warnings held back)' if held else ''
         self.get_logger().warning(text + suffix)
-
-    def _now_s(self) -> float:
-        return self.get_clock().now().nanoseconds / 1e9
 
     # ------------------------------------------------------------------ questions
 
