@@ -19,9 +19,10 @@ import pytest
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
+from std_srvs.srv import Trigger
 
 from flash_vstream_ros.msg import MemoryStatus
-from flash_vstream_ros.srv import Ask
+from flash_vstream_ros.srv import Ask, MemoryFile
 
 from _ros_node_helpers import Client, Proc, poll_until, start_node, write_params  # isort: skip
 
@@ -154,11 +155,24 @@ def test_configure_loads_the_model_and_activate_serves(client: Client) -> None:
     assert response.success or 'memory' in response.error_message
 
 
-def test_deactivate_stops_ingest_and_cleanup_frees_the_model(client: Client, node: Proc) -> None:
+def test_deactivate_stops_ingest_and_cleanup_frees_the_model(
+    client: Client, node: Proc, tmp_path: Path
+) -> None:
     assert change(client, Transition.TRANSITION_DEACTIVATE)
     assert get_state(client) == 'inactive'
     subs = client.node.get_subscriptions_info_by_topic('/image_raw')
     assert not [s for s in subs if s.node_name == 'flash_vstream']
+    # Inactive keeps the memory: it can be saved, loaded and reset (questions are refused).
+    path = tmp_path / 'inactive.fvs'
+    saved = client.call(MemoryFile, f'{NODE}/save_memory', MemoryFile.Request(path=str(path)))
+    assert saved.success, saved.message
+    assert saved.message.startswith(f'memory saved to {path}')
+    assert path.stat().st_size == saved.bytes > 0
+    loaded = client.call(MemoryFile, f'{NODE}/load_memory', MemoryFile.Request(path=str(path)))
+    assert loaded.success, loaded.message
+    assert loaded.message.startswith(f'memory loaded from {path}')
+    reset = client.call(Trigger, f'{NODE}/reset_memory', Trigger.Request())
+    assert reset.success, reset.message
     assert change(client, Transition.TRANSITION_CLEANUP)
     assert get_state(client) == 'unconfigured'
     s = status_in(client, 'unconfigured')

@@ -43,10 +43,18 @@ class AskServer:
     """Creates and serves ~/ask, ~/ask_stream, ~/reset_memory, ~/save_memory, ~/load_memory."""
 
     def __init__(
-        self, node: Node, group: CallbackGroup, engine: EngineGetter, state: Callable[[], str]
+        self,
+        node: Node,
+        group: CallbackGroup,
+        engine: EngineGetter,
+        state: Callable[[], str],
+        memory: EngineGetter | None = None,
     ) -> None:
+        """``engine``: the engine for questions; ``memory``: for the memory services (they
+        also work while the node is inactive: the memory stays); default: ``engine``."""
         self._node = node
         self._engine = engine
+        self._memory = memory or engine
         self._state = state
         self._log = node.get_logger()
         self._lock = threading.Lock()
@@ -157,7 +165,7 @@ class AskServer:
     # ------------------------------------------------------------------ memory services
 
     def on_reset(self, request: Any, response: Any) -> Any:
-        engine, why = self._engine()
+        engine, why = self._memory()
         if engine is None:
             response.success, response.message = False, why
             return response
@@ -176,7 +184,7 @@ class AskServer:
         return self._memory_file('load', request, response)
 
     def _memory_file(self, verb: str, request: Any, response: Any) -> Any:
-        engine, why = self._engine()
+        engine, why = self._memory()
         if engine is None:
             response.success, response.message = False, why
             return response
@@ -188,7 +196,8 @@ class AskServer:
             response.path = request.path
             return response
         response.success = True
-        response.message = f'memory {verb}d: {info.frames} frames, {info.bytes} bytes'
+        done = 'saved to' if verb == 'save' else 'loaded from'
+        response.message = f'memory {done} {info.path}: {info.frames} frames, {info.bytes} bytes'
         response.path, response.frames, response.bytes = info.path, info.frames, info.bytes
         return response
 

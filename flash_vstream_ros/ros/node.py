@@ -83,7 +83,9 @@ class FlashVStreamNode(LifecycleNode):
         self._status_pub = self.create_publisher(MemoryStatus, '~/memory_status', 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._frames_pub = self.create_publisher(Image, '~/memory_frames', 1)
-        self._ask = AskServer(self, self._serve_group, self._answerer, lambda: self._state)
+        self._ask = AskServer(
+            self, self._serve_group, self._answerer, lambda: self._state, self._memory_holder
+        )
         self._status_timer: Timer | None = None
         self._frames_timer: Timer | None = None
         self._make_timers()
@@ -189,6 +191,13 @@ class FlashVStreamNode(LifecycleNode):
         self.get_logger().warning(text + suffix)
 
     # ------------------------------------------------------------------ questions
+
+    def _memory_holder(self) -> tuple[Engine | None, str]:
+        """The engine for reset/save/load: configured is enough (inactive keeps the memory)."""
+        engine = self._engine
+        if engine is not None and self._state in ('inactive', 'active'):
+            return engine, ''
+        return self._answerer()
 
     def _answerer(self) -> tuple[Engine | None, str]:
         engine = self._engine
