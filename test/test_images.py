@@ -244,3 +244,58 @@ def test_real_ros_messages_convert() -> None:
     comp = sensor_msgs.CompressedImage(format='png')
     comp.data = encode('.png', REF)
     np.testing.assert_array_equal(compressed_to_rgb(comp), REF)
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A real PNG whose IHDR is rewritten to declare width x height (CRC fixed up)."""
+    import zlib
+
+    data = bytearray(encode('.png', REF))
+    data[16:24] = width.to_bytes(4, 'big') + height.to_bytes(4, 'big')
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, 'big')
+    return bytes(data)
+
+
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    """A real JPEG whose SOF0 marker is rewritten to declare width x height."""
+    data = bytearray(encode('.jpg', REF))
+    sof = data.index(b'\xff\xc0')
+    data[sof + 5 : sof + 9] = height.to_bytes(2, 'big') + width.to_bytes(2, 'big')
+    return bytes(data)
+
+
+def _no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: object) -> None:
+        raise AssertionError('the image was decoded before its declared size was checked')
+
+    monkeypatch.setattr(images.cv2, 'imdecode', refuse)
+
+
+@pytest.mark.parametrize('craft', [_png_declaring, _jpeg_declaring])
+def test_huge_declared_size_is_refused_before_decoding(
+    craft: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = craft(20000, 20000)  # type: ignore[operator]
+    _no_decoding(monkeypatch)
+    with pytest.raises(BadFrameError, match=r'20000x20000 exceeds engine\.max_image_side'):
+        compressed_to_rgb(FakeCompressed('png', data))
+
+
+def test_huge_declared_compressed_depth_is_refused_before_decoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = b'\0' * 12 + _png_declaring(20000, 20000)
+    _no_decoding(monkeypatch)
+    with pytest.raises(BadFrameError, match='exceeds'):
+        compressed_to_rgb(FakeCompressed('16UC1; compressedDepth png', data))
+
+
+def test_declared_size_reads_png_and_jpeg_headers() -> None:
+    from flash_vstream_ros.io.image_header import declared_size
+
+    assert declared_size(encode('.png', REF)) == (W, H)
+    assert declared_size(encode('.jpg', REF)) == (W, H)
+    assert declared_size(_jpeg_declaring(300, 200)) == (300, 200)
+    assert declared_size(b'GIF89a') is None
+    assert declared_size(encode('.png', REF)[:20]) is None
+    assert declared_size(b'\xff\xd8\xff\xe0\x00') is None

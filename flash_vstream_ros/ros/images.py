@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from flash_vstream_ros.errors import BadFrameError
+from flash_vstream_ros.io.image_header import declared_size
 
 DEFAULT_MAX_SIDE = 8192
 _COMPRESSED_DEPTH_HEADER = 12  # bytes of compressed_depth_image_transport's config header
@@ -205,6 +206,7 @@ def compressed_to_rgb(msg: CompressedImageMessage, max_side: int = DEFAULT_MAX_S
         raise BadFrameError(f'compressed image ({fmt!r}) has no data')
     if 'compresseddepth' in fmt.lower().replace('_', ''):
         return _decode_depth(data, fmt, max_side)
+    check_declared_size(data, max_side)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)  # (H, W, 3) BGR, 8 bit
     if image is None:
         raise BadFrameError(f'compressed image ({fmt!r}, {data.size} bytes) cannot be decoded')
@@ -212,7 +214,19 @@ def compressed_to_rgb(msg: CompressedImageMessage, max_side: int = DEFAULT_MAX_S
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def check_declared_size(data: np.ndarray, max_side: int) -> None:
+    """Refuse a PNG/JPEG whose header declares too many pixels, before decoding it."""
+    size = declared_size(data.data)
+    if size is None:
+        return  # not PNG/JPEG or no header: the decoder judges it, its size is checked after
+    width, height = size
+    if height == 0 and width > 0:  # JPEG height set later by a DNL marker
+        height = 1
+    _check_size(width, height, max_side)
+
+
 def _decode_depth(data: np.ndarray, fmt: str, max_side: int) -> np.ndarray:
+    check_declared_size(data[_COMPRESSED_DEPTH_HEADER:], max_side)
     depth = cv2.imdecode(data[_COMPRESSED_DEPTH_HEADER:], cv2.IMREAD_UNCHANGED)
     if depth is None or depth.ndim != 2:
         raise BadFrameError(
