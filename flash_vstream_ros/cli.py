@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from flash_vstream_ros.errors import ConfigError, FlashVStreamError
+from flash_vstream_ros.stamps import fmt_s, to_ns, to_s
 
 if TYPE_CHECKING:
     from flash_vstream_ros.config import AppConfig
@@ -207,11 +208,11 @@ def feed(engine: Engine, source: Source, speed: str, limit: int, out: TextIO) ->
     progress = Progress(out, limit or source.frames)
     queue_size = engine.config.engine.frame_queue_size
     t_wall = time.monotonic()
-    first: float | None = None
+    first: int | None = None
     for n, (image, stamp, camera) in enumerate(source, start=1):
         first = stamp if first is None else first
         if speed == 'recorded':
-            delay = (stamp - first) - (time.monotonic() - t_wall)
+            delay = to_s(stamp - first) - (time.monotonic() - t_wall)
             if delay > 0:
                 time.sleep(delay)
         else:
@@ -273,7 +274,7 @@ def make_question(args: argparse.Namespace, text: str) -> Question:
     from flash_vstream_ros.engine import Question
     from flash_vstream_ros.memory.base import TimeWindow
 
-    window = TimeWindow(args.window[0], args.window[1]) if args.window else None
+    window = TimeWindow(to_ns(args.window[0]), to_ns(args.window[1])) if args.window else None
     return Question(
         text=text,
         window=window,
@@ -336,12 +337,12 @@ def interactive(engine: Engine, args: argparse.Namespace) -> int:
 
 def format_answer(answer: Answer) -> str:
     """Evidence stamps grouped by part and camera, then latency and token counts."""
-    groups: dict[tuple[str, str], list[float]] = {}
+    groups: dict[tuple[str, str], list[int]] = {}
     for e in answer.evidence:
         groups.setdefault((e.part, e.camera), []).append(e.stamp)
     lines = []
     for (part, camera), stamps in groups.items():
-        shown = ', '.join(f'{s:.2f}' for s in sorted(stamps)[:12])
+        shown = ', '.join(fmt_s(s) for s in sorted(stamps)[:12])
         more = f' (+{len(stamps) - 12} more)' if len(stamps) > 12 else ''
         lines.append(f'   {part:<9} {camera}: {shown}{more}')
     lines.append(
@@ -356,7 +357,7 @@ def _status_line(engine: Engine) -> str:
     return (
         f'memory: {st.frames_ingested} frames ingested from {list(st.cameras)}, '
         f'{st.visual_tokens} visual tokens, {st.memory_bytes} bytes, '
-        f'stamps {st.oldest_stamp}..{st.newest_stamp}'
+        f'stamps {fmt_s(st.oldest_stamp)}..{fmt_s(st.newest_stamp)} s'
     )
 
 

@@ -2,7 +2,7 @@
 
 The floors, bottom up (README, "How it works"):
 
-0. ``errors``: imported by everything, imports nothing of ours;
+0. ``errors``, ``stamps``: imported by everything, import nothing of ours;
 1. ``config``: settings, model sizes, the GPU budget;
 2. ``memory``, ``models``, ``io``, ``sim``: side by side, none imports another;
 3. ``engine``: the runtime on memory and models;
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.unit
 PACKAGE = Path(__file__).resolve().parents[1] / 'flash_vstream_ros'
 FLOORS = {
     'errors': 0,
+    'stamps': 0,
     'config': 1,
     'memory': 2,
     'models': 2,

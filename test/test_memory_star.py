@@ -22,7 +22,8 @@ D = 4
 SMALL = StarConfig(
     spatial_frames=2, spatial_size=2, temporal_clusters=3, temporal_size=2, abstract_slots=2,
     abstract_size=1, retrieved_frames=2, retrieved_size=2, buffer_frames=5,
-)  # fmt: skip
+    abstract_chunk=1, long_term_after_recent=False, abstract_seed_cosine=1.0,
+)  # fmt: skip  # per-frame mechanics, checked by hand here; chunks: test_memory_time.py
 
 
 def frames(n: int, seed: int = 0) -> torch.Tensor:
@@ -31,7 +32,7 @@ def frames(n: int, seed: int = 0) -> torch.Tensor:
 
 def feed(mem: StarMemory, x: torch.Tensor, cameras: tuple[str, ...] = ('cam',)) -> None:
     for i in range(x.shape[0]):
-        mem.update(x[i], float(i), cameras[i % len(cameras)])
+        mem.update(x[i], i, cameras[i % len(cameras)])  # stamp: i ns
 
 
 def small(**changes: Any) -> StarMemory:
@@ -69,7 +70,7 @@ def test_full_temporal_memory_merges_the_cheapest_pair() -> None:
     feed(mem, x[:3])
     points = torch.stack([ops.pool_map(f, 2).reshape(-1) for f in x])  # (4, 16)
     i, j = ops.best_merge(points, torch.ones(4))
-    mem.update(x[3], 3.0, 'cam')
+    mem.update(x[3], 3, 'cam')
     expected = (points[i] + points[j]) / 2
     torch.testing.assert_close(mem.temporal.elements[i].reshape(-1), expected)
     assert mem.temporal.prov.weight[i].item() == 2.0
@@ -90,14 +91,14 @@ def test_hand_case_weighted_vs_unweighted() -> None:
         store = ClusterSet(2, 1, 1, weighted=weighted, init='deterministic', iters=10, tol=1e-4,
                            generator=torch.Generator(), device=torch.device('cpu'),
                            dtype=torch.float32)  # fmt: skip
-        prov = Prov.frame(0.0, 1).cat(Prov.frame(1.0, 1))
+        prov = Prov.frame(0, 1).cat(Prov.frame(1, 1))
         prov = dataclasses.replace(prov, weight=torch.tensor([10.0, 1.0], dtype=torch.float64))
         store.load(
             torch.tensor([0.0, 1.0]).reshape(2, 1, 1, 1),
             prov,
             torch.tensor([[0.0, 1.0], [1.0, 0.0]]),
         )
-        store.add(torch.full((1, 1, 1), 2.2), Prov.frame(2.0, 1))
+        store.add(torch.full((1, 1, 1), 2.2), Prov.frame(2, 1))
         assert store.prov.weight.sum().item() == 12.0
         return [e.item() for e in store.elements]
 
@@ -220,9 +221,14 @@ def test_learned_projection_needs_qk_and_identity_ignores_it() -> None:
 def test_bad_frames_are_rejected() -> None:
     mem = small()
     with pytest.raises(BadFrameError, match='feature map'):
-        mem.update(torch.zeros(4, 4, D + 1), 0.0, 'cam')
-    with pytest.raises(BadFrameError, match='stamp'):
-        mem.update(torch.zeros(4, 4, D), float('nan'), 'cam')
+        mem.update(torch.zeros(4, 4, D + 1), 0, 'cam')
+    for stamp in (float('nan'), 2.5, True, '3'):
+        with pytest.raises(BadFrameError, match='integer nanoseconds'):
+            mem.update(torch.zeros(4, 4, D), stamp, 'cam')  # type: ignore[arg-type]
+    for name in ('a,b', 'a\x00b', ''):
+        with pytest.raises(BadFrameError, match='camera name'):
+            mem.update(torch.zeros(4, 4, D), 0, name)
+    assert mem.snapshot().frames_seen == 0
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])

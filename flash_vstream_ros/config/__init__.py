@@ -32,6 +32,7 @@ from flash_vstream_ros.config.settings import (
     RosConfig,
     StarConfig,
     SynopsisConfig,
+    TimelineConfig,
     describe,
     load_yaml,
 )
@@ -50,6 +51,7 @@ __all__ = [
     'RosConfig',
     'StarConfig',
     'SynopsisConfig',
+    'TimelineConfig',
     'describe',
     'dump_ros_params',
     'flatten',

@@ -35,6 +35,26 @@ class StarConfig(ConfigNode):
     abstract_alpha: float = param(
         0.2, 'Abstract memory: update rate a of M <- (1-a)M + a.attn', low=0.0, high=1.0
     )
+    abstract_chunk: int = param(
+        0,
+        'Abstract memory: frames per update; their tokens are the keys of one attention '
+        'step (0 = as many as abstract_slots, the research code; 1 = every frame)',
+        low=0,
+        high=1024,
+    )
+    abstract_seed_cosine: float = param(
+        0.9,
+        'Abstract memory: while slots are free, a frame becomes a new slot only when its '
+        'cosine to every slot is below this (distinct seeds: slots seeded on one scene stay '
+        'one vector); 1.0 = the research code (the first frames as they come)',
+        low=0.0,
+        high=1.0,
+    )
+    long_term_after_recent: bool = param(
+        True,
+        'Temporal and abstract memory take a frame when it leaves the spatial (recent) part, '
+        'as the research code leaves the current frame out of them (False: at once)',
+    )
     abstract_projection: str = param(
         'auto',
         'Abstract q/k projections: learned (from the checkpoint), identity '
@@ -84,6 +104,18 @@ class StarConfig(ConfigNode):
                 f'StarConfig.retrieved_frames ({self.retrieved_frames}) must be <= '
                 f'temporal_clusters ({self.temporal_clusters})'
             )
+        small = max(self.temporal_size, self.abstract_size)
+        if self.long_term_after_recent and small > self.spatial_size:
+            raise ConfigError(
+                f'StarConfig.long_term_after_recent feeds temporal/abstract memory from the '
+                f'spatial maps: spatial_size ({self.spatial_size}) must be >= temporal_size '
+                f'and abstract_size ({small})'
+            )
+
+    @property
+    def chunk_frames(self) -> int:
+        """Frames per abstract update (abstract_chunk, 0 resolved to abstract_slots)."""
+        return self.abstract_chunk or max(1, self.abstract_slots)
 
     @property
     def token_count(self) -> int:
@@ -120,6 +152,12 @@ class SynopsisConfig(ConfigNode):
         'Weight centroids by cluster size (exact: one merge '
         'per frame); False: Lloyd k-means of unit-weight points',
     )
+    recent_frames: int = param(
+        0, 'Recent frames: newest frames read out in full (0 = none, as v2)', low=0, high=64
+    )
+    recent_size: int = param(
+        16, 'Recent frames: side of a recent frame map (16 -> 256 tokens)', low=1, high=128
+    )
 
     def validate(self) -> None:
         if self.detail_frames > self.clusters:
@@ -131,7 +169,30 @@ class SynopsisConfig(ConfigNode):
     @property
     def token_count(self) -> int:
         """Visual tokens of a full readout (11,520 with the defaults)."""
-        return self.clusters * self.cluster_size**2 + self.detail_frames * self.detail_size**2
+        return (
+            self.clusters * self.cluster_size**2
+            + self.detail_frames * self.detail_size**2
+            + self.recent_frames * self.recent_size**2
+        )
+
+
+@dataclass(frozen=True)
+class TimelineConfig(ConfigNode):
+    """The timeline: contiguous time segments that window questions read (both memory kinds)."""
+
+    segments: int = param(
+        32,
+        'Timeline segments kept (runs of consecutive frames of one camera); 0 = off, the '
+        "paper's memory: window questions then select elements by their mean stamp",
+        low=0,
+        high=4096,
+    )
+    segment_size: int = param(
+        4, 'Timeline: side of a segment mean map (4 -> 16 tokens)', low=1, high=64
+    )
+    frame_size: int = param(
+        8, "Timeline: side of a segment's representative frame (8 -> 64 tokens)", low=1, high=64
+    )
 
 
 @dataclass(frozen=True)
@@ -151,6 +212,7 @@ class MemoryConfig(ConfigNode):
     )
     star: StarConfig = section(StarConfig, 'STAR memory (kind=star)')
     synopsis: SynopsisConfig = section(SynopsisConfig, 'Synopsis memory (kind=synopsis)')
+    timeline: TimelineConfig = section(TimelineConfig, 'Timeline of segments (window questions)')
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from flash_vstream_ros.errors import (
 )
 from flash_vstream_ros.memory.base import Readout, TimeWindow
 from flash_vstream_ros.models.base import GenerationRequest, PromptContext, TokenCallback
+from flash_vstream_ros.stamps import fmt_s
 
 
 @dataclass(frozen=True)
@@ -219,10 +220,10 @@ def _empty_tokens() -> torch.Tensor:
 def _fmt_window(window: TimeWindow | None) -> str:
     if window is None:
         return '[any]'
-    lo = '-inf' if window.start is None else f'{window.start:.3f}'
-    hi = '+inf' if window.end is None else f'{window.end:.3f}'
-    return f'[{lo}, {hi}]'
+    lo = '-inf' if window.start is None else fmt_s(window.start)
+    hi = '+inf' if window.end is None else fmt_s(window.end)
+    return f'[{lo}, {hi}] s'
 
 
-def _fmt_span(span: tuple[float, float] | None) -> str:
-    return 'nothing' if span is None else f'[{span[0]:.3f}, {span[1]:.3f}]'
+def _fmt_span(span: tuple[int, int] | None) -> str:
+    return 'nothing' if span is None else f'[{fmt_s(span[0])}, {fmt_s(span[1])}] s'

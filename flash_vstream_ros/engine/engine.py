@@ -151,8 +151,9 @@ class Engine:
 
     # ------------------------------------------------------------------ ingest
 
-    def submit_frame(self, image: np.ndarray, stamp: float, camera: str) -> bool:
-        """Offer one RGB uint8 (H, W, 3) frame; False when skipped by the rate. Never blocks.
+    def submit_frame(self, image: np.ndarray, stamp: int, camera: str) -> bool:
+        """Offer one RGB uint8 (H, W, 3) frame stamped ``stamp`` (integer nanoseconds; see
+        flash_vstream_ros.stamps); False when skipped by the rate. Never blocks.
 
         Raises BadFrameError (and counts the frame rejected) for a malformed frame or a stamp
         older than the camera's last accepted frame; NotReadyError before start().

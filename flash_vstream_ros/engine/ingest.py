@@ -15,6 +15,7 @@ import threading
 import numpy as np
 
 from flash_vstream_ros.errors import BadFrameError
+from flash_vstream_ros.stamps import stamp_error, to_ns
 
 THUMB_SIDE = 96  # longest side of a key-frame thumbnail, pixels
 
@@ -24,16 +25,19 @@ class Frame:
     """One accepted frame waiting for the worker."""
 
     image: np.ndarray  # (H, W, 3) uint8 RGB
-    stamp: float
+    stamp: int  # ns
     camera: str
 
 
 def check_frame(image: object, stamp: object, camera: object, max_side: int) -> None:
     """Raise BadFrameError naming what is wrong with a submitted frame."""
-    if not isinstance(camera, str) or not camera:
-        raise BadFrameError(f'camera must be a non-empty string, got {camera!r}')
-    if not isinstance(stamp, (int, float)) or not math.isfinite(stamp):
-        raise BadFrameError(f'stamp must be a finite number of seconds, got {stamp!r}')
+    if not isinstance(camera, str) or not camera or ',' in camera or '\x00' in camera:
+        raise BadFrameError(
+            f'camera must be a non-empty string without "," or NUL, got {camera!r}'
+        )
+    why = stamp_error(stamp)
+    if why is not None:
+        raise BadFrameError(why)
     if not isinstance(image, np.ndarray):
         raise BadFrameError(f'image must be a numpy array, got {type(image).__name__}')
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -63,15 +67,16 @@ class RateSampler:
     CLOCK_RESET_S = 5.0
 
     def __init__(self, rate_hz: float) -> None:
-        self._period = (1.0 - self.TOLERANCE) / rate_hz if rate_hz > 0 else 0.0
-        self._last: dict[str, float] = {}
+        self._period = to_ns((1.0 - self.TOLERANCE) / rate_hz) if rate_hz > 0 else 0  # ns
+        self._reset = to_ns(self.CLOCK_RESET_S)
+        self._last: dict[str, int] = {}
 
-    def decide(self, stamp: float, camera: str) -> str:
+    def decide(self, stamp: int, camera: str) -> str:
         """'accept', 'rate' (skipped on purpose), 'back' (older than the last kept) or 'reset'."""
         last = self._last.get(camera)
         verdict = 'accept'
         if last is not None:
-            if stamp < last - self.CLOCK_RESET_S:
+            if stamp < last - self._reset:
                 verdict = 'reset'
             elif stamp < last:
                 return 'back'
@@ -153,10 +158,10 @@ class Thumbnails:
 
     def __init__(self, per_camera: int) -> None:
         self._per_camera = max(1, per_camera)
-        self._store: dict[str, OrderedDict[float, np.ndarray]] = {}
+        self._store: dict[str, OrderedDict[int, np.ndarray]] = {}
         self._lock = threading.Lock()
 
-    def add(self, camera: str, stamp: float, image: np.ndarray) -> None:
+    def add(self, camera: str, stamp: int, image: np.ndarray) -> None:
         thumb = make_thumbnail(image)
         with self._lock:
             frames = self._store.setdefault(camera, OrderedDict())
@@ -164,7 +169,7 @@ class Thumbnails:
             while len(frames) > self._per_camera:
                 frames.popitem(last=False)
 
-    def get(self, camera: str, stamp: float) -> np.ndarray | None:
+    def get(self, camera: str, stamp: int) -> np.ndarray | None:
         with self._lock:
             frames = self._store.get(camera)
             return None if frames is None else frames.get(stamp)

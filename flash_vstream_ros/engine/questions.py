@@ -22,6 +22,7 @@ from flash_vstream_ros.config import GenerationConfig
 from flash_vstream_ros.engine.status import Question
 from flash_vstream_ros.errors import BadQuestionError
 from flash_vstream_ros.memory.base import TimeWindow
+from flash_vstream_ros.stamps import fmt_s, stamp_error, to_ns
 
 ALLOWED_CONTROL = frozenset('\t\n\r')
 MAX_TEMPERATURE = 5.0
@@ -75,20 +76,23 @@ def check_window(question: Question) -> None:
     window = question.window
     if window is not None:
         for name, value in (('start', window.start), ('end', window.end)):
-            if value is not None and not math.isfinite(value):
-                raise BadQuestionError(f'window {name} must be a finite number, got {value!r}')
+            why = None if value is None else stamp_error(value)
+            if why is not None:
+                raise BadQuestionError(f'window {name}: {why}')
         if window.start is not None and window.end is not None and window.start > window.end:
-            raise BadQuestionError(f'window is reversed: start {window.start} > end {window.end}')
+            raise BadQuestionError(
+                f'window is reversed: start {fmt_s(window.start)} s > end {fmt_s(window.end)} s'
+            )
     if not math.isfinite(question.last_s) or question.last_s < 0:
         raise BadQuestionError(f'last_s must be a finite number >= 0, got {question.last_s!r}')
 
 
-def resolve_window(question: Question, newest: float | None) -> TimeWindow | None:
-    """The window to read: the question's window, narrowed by last_s before ``newest``."""
+def resolve_window(question: Question, newest: int | None) -> TimeWindow | None:
+    """The window to read: the question's window, narrowed by last_s before ``newest`` (ns)."""
     window = question.window
     if question.last_s <= 0 or newest is None:
         return window
-    start = newest - question.last_s
+    start = newest - to_ns(question.last_s)
     if window is None:
         return TimeWindow(start, None)
     lo = start if window.start is None else max(start, window.start)

@@ -42,8 +42,8 @@ class EngineStatus:
     fill: tuple[tuple[str, int, int], ...]  # (part, used tokens, capacity), readout order
     visual_tokens: int
     memory_bytes: int
-    oldest_stamp: float | None
-    newest_stamp: float | None
+    oldest_stamp: int | None  # ns
+    newest_stamp: int | None  # ns
     questions_answered: int
     questions_failed: int
     last_answer_latency_s: float

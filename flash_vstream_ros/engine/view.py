@@ -19,7 +19,7 @@ class View:
     def cameras(self) -> tuple[str, ...]:
         return tuple(sorted({c for _, s in self.snapshots for c in s.cameras}))
 
-    def span(self) -> tuple[float, float] | None:
+    def span(self) -> tuple[int, int] | None:
         spans = [sp for _, s in self.snapshots if (sp := s.span()) is not None]
         if not spans:
             return None

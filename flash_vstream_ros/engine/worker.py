@@ -26,11 +26,13 @@ from flash_vstream_ros.engine.runtime import POLL_S, Runtime
 from flash_vstream_ros.engine.view import SHARED, View
 from flash_vstream_ros.errors import BadFrameError
 from flash_vstream_ros.memory.base import StreamMemory
+from flash_vstream_ros.stamps import fmt_s
 
 log = logging.getLogger(__name__)
 
 INGEST_ERROR_LOG_S = 5.0  # least time between two logged ingest failures
-KEY_PARTS = ('retrieved', 'spatial', 'detail')  # parts whose elements are single frames
+# parts whose elements are single frames
+KEY_PARTS = ('retrieved', 'spatial', 'detail', 'recent', 'frames', 'timeline_frames')
 
 
 class IngestWorker:
@@ -78,7 +80,7 @@ class IngestWorker:
 
     # ------------------------------------------------------------------ producers
 
-    def submit(self, image: np.ndarray, stamp: float, camera: str) -> bool:
+    def submit(self, image: np.ndarray, stamp: int, camera: str) -> bool:
         """Offer one frame (checked, sampled, queued); False when skipped by the rate."""
         counters = self._rt.counters
         counters.add('frames_received')
@@ -88,18 +90,19 @@ class IngestWorker:
             counters.add('frames_rejected')
             raise
         with self._sampler_lock:
-            verdict = self._sampler.decide(float(stamp), camera)
+            verdict = self._sampler.decide(int(stamp), camera)
         if verdict == 'rate':
             counters.add('frames_skipped_rate')
             return False
         if verdict == 'back':
             counters.add('frames_rejected')
             raise BadFrameError(
-                f'stamp {stamp} of camera {camera!r} is older than its last accepted frame'
+                f'stamp {fmt_s(int(stamp))} s of camera {camera!r} is older than its last '
+                'accepted frame'
             )
         if verdict == 'reset':
-            log.warning('camera %r: clock jumped back to %.3f s: a restart', camera, stamp)
-        if not self.queue.put(Frame(image, float(stamp), camera)):
+            log.warning('camera %r: clock jumped back to %s s: a restart', camera, fmt_s(stamp))
+        if not self.queue.put(Frame(image, int(stamp), camera)):
             counters.add('frames_dropped_queue')
         return True
 
@@ -202,9 +205,9 @@ class IngestWorker:
         with self._view_lock:
             return self._view
 
-    def key_frames(self) -> list[tuple[str, float, np.ndarray]]:
+    def key_frames(self) -> list[tuple[str, int, np.ndarray]]:
         """(camera, stamp, RGB thumbnail) of the single frames the memory holds, by stamp."""
-        seen: dict[tuple[str, float], np.ndarray] = {}
+        seen: dict[tuple[str, int], np.ndarray] = {}
         for _, snap in self.current().snapshots:
             for ev in snap.readout().evidence:
                 if ev.part not in KEY_PARTS or (ev.camera, ev.stamp) in seen:

@@ -1,6 +1,6 @@
 """Offline frame sources: video files, image folders and rosbag2 bags.
 
-Every source yields ``(rgb, stamp, camera)``: an RGB uint8 ``(H, W, 3)`` array, a float stamp
+Every source yields ``(rgb, stamp, camera)``: an RGB uint8 ``(H, W, 3)`` array, an int ns stamp
 in seconds and a camera name. Problems opening a source raise :class:`SourceError`; a single
 undecodable bag message is reported through ``on_bad`` and skipped (a bag with one corrupt
 JPEG is still worth replaying).
@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from flash_vstream_ros.errors import BadFrameError, SourceError
+from flash_vstream_ros.stamps import from_sec_nanosec, to_ns
 
-FrameItem = tuple[np.ndarray, float, str]  # (rgb (H, W, 3) uint8, stamp s, camera)
+FrameItem = tuple[np.ndarray, int, str]  # (rgb (H, W, 3) uint8, stamp ns, camera)
 BadCallback = Callable[[str], None]
 
 IMAGE_SUFFIXES = frozenset({'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp'})
@@ -100,17 +101,17 @@ def _video_frames(path: Path, camera: str) -> Iterator[FrameItem]:
     if not cap.isOpened():
         raise SourceError(f'cannot open video {path}')
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    last = -1.0
+    last = -1
     index = 0
     try:
         while True:
             ok, bgr = cap.read()
             if not ok:
                 break
-            stamp = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            stamp = to_ns(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
             if stamp <= last:  # container without timestamps: fall back to the frame rate
-                stamp = index / fps if fps > 0 else float(index)
-                stamp = max(stamp, last + 1e-6)
+                stamp = to_ns(index / fps if fps > 0 else float(index))
+                stamp = max(stamp, last + 1_000)
             last = stamp
             index += 1
             yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), stamp, camera
@@ -141,7 +142,7 @@ def _folder_frames(files: list[Path], fps: float, camera: str) -> Iterator[Frame
         bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
         if bgr is None:
             raise SourceError(f'cannot decode image {f}')
-        yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), i / fps, camera
+        yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), to_ns(i / fps), camera
 
 
 # ----------------------------------------------------------------- rosbag2
@@ -207,11 +208,11 @@ def _bag_frames(p: Path, topics: list[str], on_bad: BadCallback | None) -> Itera
             yield rgb, _stamp(msg, bag_ns), topic_camera(conn.topic)
 
 
-def _stamp(msg: Any, bag_ns: int) -> float:
+def _stamp(msg: Any, bag_ns: int) -> int:
     stamp = msg.header.stamp
     if stamp.sec == 0 and stamp.nanosec == 0:
-        return bag_ns / 1e9
-    return stamp.sec + stamp.nanosec / 1e9
+        return int(bag_ns)
+    return from_sec_nanosec(stamp.sec, stamp.nanosec)
 
 
 def message_to_rgb(msg: Any, msgtype: str) -> np.ndarray:

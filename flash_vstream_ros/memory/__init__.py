@@ -10,13 +10,18 @@ Deliberate choices (config options; the released research code in brackets):
 * abstract q/k: the model's trained projections when it has them, else the identity (a plain
   scaled dot product on the features). With 1x1 slots a frame gives one key, the softmax is 1
   and the abstract update reduces to an exponential moving average, with or without q/k.
-* time filter: an element is used when its stamp (a frame's own; a cluster's or slot's
-  weight-averaged stamp) lies in the window. Spans would not do: an abstract slot absorbs every
-  frame from its creation on, so its span meets every window and no window would exclude it.
+* abstract updates once per chunk of frames with the chunk's tokens as keys (the research
+  code's evaluation path), and the long-term parts leave the recent frames out;
+* time windows: a timeline of contiguous segments (timeline.py) answers window questions
+  with what lies in the window (windowed.py); whole-history clusters and slots never stand
+  in for a window. With ``memory.timeline.segments=0`` (the paper's memory) a window selects
+  elements by their weight-averaged stamp, which fails once scenes recur.
   Camera filter: an element is used when it holds content from one of the cameras (a
   shared-memory cluster may mix cameras).
+* stamps are integer nanoseconds (flash_vstream_ros.stamps).
 Layout: ops (pure tensor functions), prov (time/camera provenance), store (writer-side
-clusters and frame buffer), star, synopsis, snapshot (immutable views and the saved state).
+clusters and frame buffer), timeline, star, synopsis, snapshot (immutable views and the saved
+state), windowed (window readouts).
 """
 
 from __future__ import annotations
@@ -45,5 +50,5 @@ def build_memory(
     ``qk``: the model's trained abstract-memory projections (STAR only; see StarConfig).
     """
     if cfg.kind == 'synopsis':
-        return SynopsisMemory(cfg.synopsis, dim, device=device, dtype=dtype)
-    return StarMemory(cfg.star, dim, qk=qk, device=device, dtype=dtype)
+        return SynopsisMemory(cfg.synopsis, dim, device=device, dtype=dtype, timeline=cfg.timeline)
+    return StarMemory(cfg.star, dim, qk=qk, device=device, dtype=dtype, timeline=cfg.timeline)

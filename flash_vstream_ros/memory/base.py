@@ -1,7 +1,7 @@
 """What every streaming memory offers its readers: the protocol and the readout types.
 
 A memory is written by one thread (the ingest worker) and read by others through immutable
-snapshots. Stamps are float seconds (ROS header time; sim time works the same).
+snapshots. Stamps are integer nanoseconds (ROS header time, exactly; see flash_vstream_ros.stamps).
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ import torch
 
 @dataclass(frozen=True)
 class TimeWindow:
-    """A closed time interval in seconds; None on either side means unbounded."""
+    """A closed time interval in integer nanoseconds; None on either side means unbounded."""
 
-    start: float | None = None
-    end: float | None = None
+    start: int | None = None
+    end: int | None = None
 
-    def overlaps(self, lo: float, hi: float) -> bool:
+    def overlaps(self, lo: int, hi: int) -> bool:
         """True when [lo, hi] meets the window."""
         return (self.start is None or hi >= self.start) and (self.end is None or lo <= self.end)
 
-    def contains(self, t: float) -> bool:
+    def contains(self, t: int) -> bool:
         return self.overlaps(t, t)
 
 
@@ -32,11 +32,13 @@ class TimeWindow:
 class Evidence:
     """One memory element a readout used: which part, which camera, which time span."""
 
-    part: str  # 'abstract' | 'temporal' | 'retrieved' | 'spatial' | 'synopsis' | 'detail'
+    # 'abstract' | 'temporal' | 'retrieved' | 'spatial' | 'synopsis' | 'detail' | 'recent' |
+    # 'timeline' (a segment's mean) | 'timeline_frames' | 'frames' (single frames)
+    part: str
     camera: str  # camera name; ','-joined names when a shared-memory element mixes cameras
-    stamp: float  # a frame's stamp, or a cluster's weight-averaged stamp
-    start: float  # earliest stamp absorbed
-    end: float  # latest stamp absorbed
+    stamp: int  # ns: a frame's own stamp, or an element's weight-averaged stamp
+    start: int  # ns: earliest stamp absorbed
+    end: int  # ns: latest stamp absorbed
     weight: float  # frames this element stands for
 
 
@@ -49,8 +51,8 @@ class Readout:
     evidence: tuple[Evidence, ...]
 
     @property
-    def span(self) -> tuple[float, float] | None:
-        """(earliest, latest) stamp over the evidence, None when empty."""
+    def span(self) -> tuple[int, int] | None:
+        """(earliest, latest) stamp (ns) over the evidence, None when empty."""
         if not self.evidence:
             return None
         return min(e.start for e in self.evidence), max(e.end for e in self.evidence)
@@ -68,8 +70,8 @@ class MemorySnapshot(Protocol):
     @property
     def cameras(self) -> tuple[str, ...]: ...
 
-    def span(self) -> tuple[float, float] | None:
-        """(oldest, newest) stamp the memory covers, None when empty."""
+    def span(self) -> tuple[int, int] | None:
+        """(oldest, newest) stamp (ns) the memory covers, None when empty."""
         ...
 
     def fill(self) -> dict[str, tuple[int, int]]:
@@ -90,8 +92,9 @@ class MemorySnapshot(Protocol):
 class StreamMemory(Protocol):
     """A fixed-size memory folded from a stream of frame feature maps."""
 
-    def update(self, features: torch.Tensor, stamp: float, camera: str) -> None:
-        """Fold one frame in. features: (H, W, D) encoder patch map, e.g. (16, 16, 1024)."""
+    def update(self, features: torch.Tensor, stamp: int, camera: str) -> None:
+        """Fold one frame in. features: (H, W, D) encoder patch map, e.g. (16, 16, 1024);
+        stamp: integer nanoseconds, not older than the camera's previous frame."""
         ...
 
     def snapshot(self) -> MemorySnapshot: ...

@@ -9,17 +9,24 @@ Key frames (STAR's retrieved part, synopsis's detail part) are a pure function o
 and the feature buffer, so a snapshot computes them on first use (readout, fill is free) and
 caches them: the writer's per-frame cost stays independent of the buffer size.
 
-State format (``format_version`` 1): tensors ``{part}.maps`` (n, s, s, D) plus ``{part}.ssum``,
-``.weight``, ``.start``, ``.end`` (float64) and ``.cams`` (int64) for every stored part and
-for ``buffer`` (the feature buffer, oldest first; key frames are recomputed from it), and
-``rng`` (uint8, the k-means generator).
+Roles of stored parts: 'open' parts make the paper's readout (questions without a window);
+'timeline' parts are read by window questions only (memory/windowed.py); 'hidden' parts are
+state only (the abstract memory's pending chunk).
+
+State format (``format_version`` 2): tensors ``{part}.maps`` (n, s, s, D) plus ``{part}.off``,
+``.weight`` (float64), ``.start``, ``.end`` (int64 nanoseconds) and ``.cams`` (int64) for every
+stored part and for ``buffer`` (the feature buffer, oldest first; key frames are recomputed
+from it), ``{part}.dist`` for cluster parts, and ``rng`` (uint8, the k-means generator).
 Metadata: format_version, kind, config, dim, dtype, cameras (id -> name), frames_seen.
+Version 1 (float-second stamps) is refused: its stamps cannot be restored to the nanosecond.
+Loading checks values, not only shapes: finite maps and caches, weights >= 1, start <= end,
+mean offsets within the span, camera bits of known cameras.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -28,9 +35,11 @@ import torch
 from flash_vstream_ros.errors import MemoryFileError
 from flash_vstream_ros.memory import ops
 from flash_vstream_ros.memory.base import Evidence, Readout, TimeWindow
-from flash_vstream_ros.memory.prov import Prov
+from flash_vstream_ros.memory.prov import MAX_CAMERAS, Prov
+from flash_vstream_ros.memory.windowed import window_readout
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+ROLES = ('open', 'timeline', 'hidden')
 
 
 @dataclass(frozen=True)
@@ -44,10 +53,14 @@ class PartView:
     prov: Prov
     by_time: bool  # readout sorted by mean stamp (else storage order)
     dist: torch.Tensor | None = None  # (n, n) merge-distance cache of a cluster part
+    role: str = 'open'  # see the module docstring
 
     @property
     def tokens_per_element(self) -> int:
         return self.side * self.side
+
+    def with_name(self, name: str) -> PartView:
+        return replace(self, name=name)
 
 
 @dataclass(frozen=True)
@@ -58,15 +71,13 @@ class BufferView:
     capacity: int
     elements: tuple[torch.Tensor, ...]  # each (s, s, D)
     keys: tuple[torch.Tensor, ...]  # each (P,): the map pooled to the clusters' side
-    stamps: tuple[float, ...]
+    stamps: tuple[int, ...]  # ns
     cams: tuple[int, ...]  # camera bits
 
     @cached_property
     def prov(self) -> Prov:
         """Frame provenance, built on first use (taking a snapshot stays a few tuple copies)."""
-        s = torch.tensor(self.stamps, dtype=torch.float64)
-        cams = torch.tensor(self.cams, dtype=torch.long)
-        return Prov(s, torch.ones_like(s), s, s, cams)
+        return Prov.frames(list(self.stamps), list(self.cams))
 
     def as_part(self) -> PartView:
         return PartView('buffer', self.side, self.capacity, self.elements, self.prov, False)
@@ -128,8 +139,23 @@ class Snapshot:
 
     @cached_property
     def parts(self) -> tuple[PartView, ...]:
-        """Every part in readout order, key frames resolved (once per snapshot)."""
-        return tuple(p.resolve() if isinstance(p, KeyFrames) else p for p in self.stored)
+        """The open parts in readout order, key frames resolved (once per snapshot)."""
+        return tuple(
+            p.resolve() if isinstance(p, KeyFrames) else p
+            for p in self.stored
+            if isinstance(p, KeyFrames) or p.role == 'open'
+        )
+
+    def stored_part(self, name: str) -> PartView | None:
+        """The stored part called ``name`` (key frames resolved), None when absent."""
+        for p in self.stored:
+            if p.name == name:
+                return p.resolve() if isinstance(p, KeyFrames) else p
+        return None
+
+    @property
+    def has_timeline(self) -> bool:
+        return any(isinstance(p, PartView) and p.role == 'timeline' for p in self.stored)
 
     @property
     def frames_seen(self) -> int:
@@ -150,8 +176,11 @@ class Snapshot:
         return sum(seen.values())
 
     def fill(self) -> dict[str, tuple[int, int]]:
+        """Tokens held and budget of the parts of an open readout (the paper's)."""
         out = {}
         for p in self.stored:
+            if isinstance(p, PartView) and p.role != 'open':
+                continue
             side, cap = (
                 (self.buffer.side, p.count) if isinstance(p, KeyFrames) else (p.side, p.capacity)
             )
@@ -159,17 +188,25 @@ class Snapshot:
             out[p.name] = (held * side * side, cap * side * side)
         return out
 
-    def span(self) -> tuple[float, float] | None:
+    def span(self) -> tuple[int, int] | None:
         stored = [p for p in self.stored if isinstance(p, PartView) and len(p.prov)]
-        starts = [float(p.prov.start.min()) for p in stored]
-        ends = [float(p.prov.end.max()) for p in stored]
+        stored += [self.buffer.as_part()] if self.buffer.elements else []
+        starts = [int(p.prov.start.min()) for p in stored]
+        ends = [int(p.prov.end.max()) for p in stored]
         return (min(starts), max(ends)) if starts else None
 
     def readout(
         self, window: TimeWindow | None = None, cameras: Collection[str] | None = None
     ) -> Readout:
-        """Tokens (N, D) of the elements stamped inside ``window`` and seen by ``cameras``."""
+        """Tokens (N, D) for a question on ``window`` (None: all time) and ``cameras``.
+
+        Without a window: the paper's readout. With one: what lies in the window, read from the
+        timeline when the memory keeps one (memory/windowed.py), else the elements whose mean
+        stamp lies in it (the paper's memory has no notion of time).
+        """
         mask = self._camera_mask(cameras)
+        if window is not None and self.has_timeline:
+            return window_readout(self, window, mask)
         chunks: list[torch.Tensor] = []
         counts: list[tuple[str, int]] = []
         evidence: list[Evidence] = []
@@ -177,7 +214,7 @@ class Snapshot:
             idx = _select(part, window, mask)
             chunks.extend(part.elements[i].reshape(-1, self.dim) for i in idx)  # each (s*s, D)
             counts.append((part.name, len(idx) * part.tokens_per_element))
-            evidence.extend(self._evidence(part, idx))
+            evidence.extend(self.evidence(part, idx))
         tokens = (
             torch.cat(chunks)
             if chunks
@@ -191,7 +228,7 @@ class Snapshot:
         ids = [i for i, n in enumerate(self.camera_names) if n in set(cameras)]
         return sum(1 << i for i in ids)  # 0 when none is known: nothing matches
 
-    def _evidence(self, part: PartView, idx: list[int]) -> list[Evidence]:
+    def evidence(self, part: PartView, idx: list[int]) -> list[Evidence]:
         p = part.prov
         stamp, start, end = p.stamp.tolist(), p.start.tolist(), p.end.tolist()
         weight, cams = p.weight.tolist(), p.cams.tolist()
@@ -262,6 +299,11 @@ def _part_tensors(part: PartView, dim: int, dtype: torch.dtype) -> dict[str, tor
 def check_meta(meta: Mapping[str, Any], kind: str, config: dict[str, Any], dim: int) -> None:
     """Raise MemoryFileError unless ``meta`` was written by a memory like this one."""
     version = meta.get('format_version')
+    if version == 1:
+        raise MemoryFileError(
+            'memory state format_version 1 (float-second stamps) is not supported: this '
+            'version keeps stamps as integer nanoseconds; record the memory again'
+        )
     if version != FORMAT_VERSION:
         raise MemoryFileError(
             f'memory state format_version {version!r} is not supported (expected {FORMAT_VERSION})'
@@ -287,9 +329,14 @@ def check_meta(meta: Mapping[str, Any], kind: str, config: dict[str, Any], dim: 
 
 
 def part_from_state(
-    tensors: Mapping[str, torch.Tensor], name: str, side: int, dim: int, max_n: int | None
+    tensors: Mapping[str, torch.Tensor],
+    name: str,
+    side: int,
+    dim: int,
+    max_n: int | None,
+    n_cams: int = MAX_CAMERAS,
 ) -> tuple[torch.Tensor, Prov]:
-    """Validated (maps (n, s, s, D), Prov) of one part from a state dict."""
+    """Validated (maps (n, s, s, D), Prov) of one part from a state dict (shapes and values)."""
     key = f'{name}.maps'
     if key not in tensors:
         raise MemoryFileError(f'memory state lacks tensor {key!r}')
@@ -300,16 +347,44 @@ def part_from_state(
             f'memory state tensor {key!r} has shape {tuple(maps.shape)}, '
             f'expected (n<={max_n}, {side}, {side}, {dim})'
         )
+    if not maps.is_floating_point() or not bool(torch.isfinite(maps).all()):
+        raise MemoryFileError(f'memory state tensor {key!r} holds non-finite values (NaN or inf)')
     fields = []
     for f in Prov.FIELDS:
         t = tensors.get(f'{name}.{f}')
-        if t is None or tuple(t.shape) != (n,):
-            got = None if t is None else tuple(t.shape)
+        want = Prov.DTYPES[f]
+        if t is None or tuple(t.shape) != (n,) or t.dtype != want:
+            got = None if t is None else f'{tuple(t.shape)} {t.dtype}'
             raise MemoryFileError(
-                f'memory state tensor {name}.{f!s} has shape {got}, expected ({n},)'
+                f'memory state tensor {name}.{f!s} is {got}, expected ({n},) {want}'
             )
-        fields.append(t.to('cpu', torch.long if f == 'cams' else torch.float64))
-    return maps, Prov(*fields)
+        fields.append(t.to('cpu'))
+    prov = Prov(*fields)
+    check_prov(prov, name, n_cams)
+    return maps, prov
+
+
+def check_prov(prov: Prov, name: str, n_cams: int) -> None:
+    """Raise MemoryFileError for provenance no memory can have produced."""
+    bad = None
+    if not bool(torch.isfinite(prov.off).all() & torch.isfinite(prov.weight).all()):
+        bad = 'non-finite weights or stamp offsets'
+    elif bool((prov.weight < 1.0).any()):
+        bad = 'a weight below 1 (every element stands for at least one frame)'
+    elif bool((prov.start > prov.end).any()):
+        bad = 'an element whose start stamp is after its end'
+    elif _off_out_of_span(prov):
+        bad = 'a mean stamp outside its span'
+    elif bool((prov.cams <= 0).any() | (prov.cams >= (1 << n_cams)).any()):
+        bad = f'camera bits outside the {n_cams} camera(s) the state names'
+    if bad is not None:
+        raise MemoryFileError(f'memory state part {name!r} holds {bad}')
+
+
+def _off_out_of_span(prov: Prov) -> bool:
+    span = (prov.end - prov.start).to(torch.float64)
+    limit = prov.weight * span * (1.0 + 1e-9) + 1.0  # rounding slack: a fraction of a ns
+    return bool(((prov.off < 0) | (prov.off > limit)).any())
 
 
 def dist_from_state(tensors: Mapping[str, torch.Tensor], name: str, n: int) -> torch.Tensor:
@@ -320,4 +395,6 @@ def dist_from_state(tensors: Mapping[str, torch.Tensor], name: str, n: int) -> t
         raise MemoryFileError(
             f'memory state tensor {name}.dist has shape {got}, expected ({n}, {n}) floats'
         )
+    if not bool(torch.isfinite(dist).all()) or bool((dist < 0).any()):
+        raise MemoryFileError(f'memory state tensor {name}.dist holds negative or NaN distances')
     return dist

@@ -168,14 +168,14 @@ class FrameBuffer:
     def reset(self) -> None:
         self.slots: list[torch.Tensor] = []  # each (s, s, D), physical order
         self.keys: list[torch.Tensor] = []  # each (k*k*D,)
-        self.stamps: list[float] = []
+        self.stamps: list[int] = []  # ns
         self.cams: list[int] = []
         self.head = 0  # physical slot of the oldest frame
 
     def __len__(self) -> int:
         return len(self.slots)
 
-    def push(self, frame: torch.Tensor, stamp: float, cam_bit: int) -> None:
+    def push(self, frame: torch.Tensor, stamp: int, cam_bit: int) -> None:
         """Add one map (s, s, D); the oldest is evicted when the buffer is capped and full."""
         key = ops.pool_map(frame.unsqueeze(0), self.key_side).reshape(-1)  # (P,)
         if self.cap is not None and len(self.slots) == self.cap:
@@ -200,7 +200,7 @@ class FrameBuffer:
             tuple(self.cams[h:] + self.cams[:h]),
         )
 
-    def load(self, maps: torch.Tensor, stamps: list[float], cams: list[int]) -> None:
+    def load(self, maps: torch.Tensor, stamps: list[int], cams: list[int]) -> None:
         """maps (n, s, s, D), oldest first."""
         self.reset()
         for frame, stamp, cam in zip(

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-import math
 from typing import Any
 
 import torch
 
+from flash_vstream_ros.config import TimelineConfig, to_dict
 from flash_vstream_ros.errors import BadFrameError, MemoryFileError
 from flash_vstream_ros.memory.prov import MAX_CAMERAS, Prov
-from flash_vstream_ros.memory.snapshot import BufferView, KeyFrames, PartView, Snapshot
+from flash_vstream_ros.memory.snapshot import (
+    BufferView,
+    KeyFrames,
+    PartView,
+    Snapshot,
+    part_from_state,
+)
 from flash_vstream_ros.memory.store import ClusterSet, FrameBuffer
+from flash_vstream_ros.memory.timeline import Timeline
+from flash_vstream_ros.stamps import stamp_error
 
 
 class StreamBase:
@@ -21,22 +29,67 @@ class StreamBase:
     buffer: FrameBuffer
 
     def __init__(
-        self, dim: int, device: torch.device | str | None, dtype: torch.dtype | None, seed: int
+        self,
+        dim: int,
+        device: torch.device | str | None,
+        dtype: torch.dtype | None,
+        seed: int,
+        timeline: TimelineConfig | None,
     ) -> None:
         self.dim = dim
         self.device = torch.device(device) if device is not None else torch.device('cpu')
         self.dtype = dtype if dtype is not None else torch.float32
         self.seed = seed
+        self.timeline_cfg = timeline if timeline is not None else TimelineConfig(segments=0)
         self.generator = torch.Generator()
         self._config: dict[str, Any] | None = None
 
     def config_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def _with_timeline(self, own: dict[str, Any]) -> dict[str, Any]:
+        """The memory's config as saved: its own section plus the timeline's (when on)."""
+        if self.timeline_cfg.segments == 0:
+            return own
+        return {**own, 'timeline': to_dict(self.timeline_cfg)}
+
+    def _timeline_sides(self) -> set[int]:
+        t = self.timeline_cfg
+        return {t.segment_size, t.frame_size} if t.segments else set()
+
+    def _add_to_timeline(self, pooled: dict[int, torch.Tensor], one: Prov) -> None:
+        t = self.timeline_cfg
+        if t.segments:
+            self.timeline.add(pooled[t.segment_size], pooled[t.frame_size], one)
+
+    def _timeline_parts(self) -> tuple[PartView, ...]:
+        return self.timeline.views() if self.timeline_cfg.segments else ()
+
+    def _timeline_from_state(
+        self, tensors: Mapping[str, torch.Tensor], n_cams: int
+    ) -> tuple[torch.Tensor, Prov, torch.Tensor, Prov] | None:
+        """The validated timeline of a state (checked before anything is replaced)."""
+        t = self.timeline_cfg
+        if not t.segments:
+            return None
+        means = part_from_state(tensors, 'timeline', t.segment_size, self.dim, t.segments, n_cams)
+        frames = part_from_state(
+            tensors, 'timeline_frames', t.frame_size, self.dim, t.segments, n_cams
+        )
+        if means[0].shape[0] != frames[0].shape[0]:
+            raise MemoryFileError('memory state timeline and timeline_frames differ in length')
+        return (*means, *frames)
+
+    def _load_timeline(self, loaded: tuple[torch.Tensor, Prov, torch.Tensor, Prov] | None) -> None:
+        if loaded is not None:
+            self.timeline.load(*loaded)
+
     def _reset_common(self) -> None:
         self.generator.manual_seed(self.seed)
         self.camera_names: list[str] = []
         self.frames = 0
+        t = self.timeline_cfg
+        self.timeline = Timeline(t.segments, t.segment_size, t.frame_size, self.device, self.dtype)
 
     def _cluster_set(
         self, k: int, side: int, weighted: bool, init: str, iters: int, tol: float
@@ -57,19 +110,24 @@ class StreamBase:
     def _frame_buffer(self, cap: int | None, side: int, key_side: int) -> FrameBuffer:
         return FrameBuffer(cap, side, key_side, self.dim, self.device, self.dtype)
 
-    def _check_frame(self, features: torch.Tensor, stamp: float) -> torch.Tensor:
+    def _check_frame(self, features: torch.Tensor, stamp: int) -> torch.Tensor:
         if features.dim() != 3 or features.shape[-1] != self.dim:
             raise BadFrameError(
                 f'memory update needs an (H, W, {self.dim}) feature map, got '
                 f'shape {tuple(features.shape)}'
             )
-        if not math.isfinite(stamp):
-            raise BadFrameError(f'memory update needs a finite stamp, got {stamp!r}')
+        why = stamp_error(stamp)
+        if why is not None:
+            raise BadFrameError(f'memory update: {why}')
         # a copy: the memory may keep the map itself (a side equal to the grid), and must not
         # alias the caller's tensor (or keep a whole encoder batch alive through a view)
         return features.to(self.device, self.dtype, copy=True)  # (H, W, D)
 
     def _camera_bit(self, camera: str) -> int:
+        if not isinstance(camera, str) or not camera or ',' in camera or '\x00' in camera:
+            raise BadFrameError(
+                f'camera name must be a non-empty string without "," or NUL, got {camera!r}'
+            )
         if camera not in self.camera_names:
             if len(self.camera_names) >= MAX_CAMERAS:
                 raise BadFrameError(
@@ -101,8 +159,10 @@ class StreamBase:
         """Validated (camera names, frames seen, generator state) of a state."""
         cams = meta.get('cameras')
         frames = meta.get('frames_seen')
-        if not isinstance(cams, list) or not all(isinstance(c, str) for c in cams):
+        if not isinstance(cams, list) or not all(_good_name(c) for c in cams):
             raise MemoryFileError(f'memory state cameras must be a list of names, got {cams!r}')
+        if len(set(cams)) != len(cams) or len(cams) > MAX_CAMERAS:
+            raise MemoryFileError(f'memory state cameras must be distinct, at most {MAX_CAMERAS}')
         if not isinstance(frames, int) or frames < 0:
             raise MemoryFileError(f'memory state frames_seen must be an int >= 0, got {frames!r}')
         rng = tensors.get('rng')
@@ -116,3 +176,7 @@ class StreamBase:
 
     def _load_buffer(self, maps: torch.Tensor, prov: Prov) -> None:
         self.buffer.load(maps, prov.start.tolist(), prov.cams.tolist())
+
+
+def _good_name(name: object) -> bool:
+    return isinstance(name, str) and bool(name) and ',' not in name and '\x00' not in name

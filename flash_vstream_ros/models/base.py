@@ -28,7 +28,7 @@ class GenerationRequest:
 class PromptContext:
     """What the prompt tells the model about the memory it is looking at."""
 
-    span: tuple[float, float] | None  # (oldest, newest) stamp of the evidence, seconds
+    span: tuple[int, int] | None  # (oldest, newest) stamp of the evidence, nanoseconds
     frames_seen: int
     cameras: tuple[str, ...]
 

@@ -36,7 +36,7 @@ def context_sentence(context: PromptContext) -> str:
     if context.cameras:
         names = ', '.join(context.cameras)
         where = f' from camera{"s" if len(context.cameras) > 1 else ""} {names}'
-    span = duration_text(context.span[1] - context.span[0])
+    span = duration_text((context.span[1] - context.span[0]) / 1e9)  # ns -> s
     return f'The video memory covers {span} ({frames}{where}), ending now.'
 
 

@@ -26,7 +26,7 @@ from flash_vstream_ros.errors import BadFrameError, FlashVStreamError, NotReadyE
 from flash_vstream_ros.ros.compat import resolve_topic, topic_of
 from flash_vstream_ros.ros.convert import camera_name
 from flash_vstream_ros.ros.images import compressed_to_rgb, image_to_rgb
-from flash_vstream_ros.ros.stamps import is_zero, to_seconds
+from flash_vstream_ros.ros.stamps import is_zero, to_ns
 
 Converter = Callable[[Any, int], np.ndarray]
 Warn = Callable[[str, str], None]  # (kind, text): a throttled warning
@@ -131,13 +131,10 @@ class CameraInputs:
             )
             return
         stamp = msg.header.stamp
-        seconds = self._now_s() if is_zero(stamp) else to_seconds(stamp)
+        ns = self._node.get_clock().now().nanoseconds if is_zero(stamp) else to_ns(stamp)
         try:
-            engine.submit_frame(rgb, seconds, camera)
+            engine.submit_frame(rgb, ns, camera)
         except BadFrameError as exc:  # counted by the engine
             self._warn('bad_frame', f'camera {camera!r}: frame rejected: {exc}')
         except NotReadyError:
             pass  # the engine is being stopped; frames in flight are dropped
-
-    def _now_s(self) -> float:
-        return self._node.get_clock().now().nanoseconds / 1e9

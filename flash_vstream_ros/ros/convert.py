@@ -19,7 +19,7 @@ from flash_vstream_ros.engine import Answer, EngineStatus, Question
 from flash_vstream_ros.memory.base import Evidence, TimeWindow
 from flash_vstream_ros.msg import Evidence as EvidenceMsg
 from flash_vstream_ros.msg import MemoryStatus
-from flash_vstream_ros.ros.stamps import is_zero, to_seconds, to_time
+from flash_vstream_ros.ros.stamps import is_zero, ns_to_time, to_ns
 
 
 def camera_name(resolved_topic: str, namespace: str) -> str:
@@ -33,8 +33,8 @@ def camera_name(resolved_topic: str, namespace: str) -> str:
 
 def to_question(request: Any) -> Question:
     """An Ask request or AskStream goal as a Question (the engine validates the values)."""
-    start = None if is_zero(request.window_start) else to_seconds(request.window_start)
-    end = None if is_zero(request.window_end) else to_seconds(request.window_end)
+    start = None if is_zero(request.window_start) else to_ns(request.window_start)
+    end = None if is_zero(request.window_end) else to_ns(request.window_end)
     window = TimeWindow(start, end) if start is not None or end is not None else None
     temperature = float(request.temperature)
     return Question(
@@ -51,9 +51,9 @@ def to_evidence_msg(ev: Evidence) -> EvidenceMsg:
     return EvidenceMsg(
         part=ev.part,
         camera=ev.camera,
-        stamp=to_time(ev.stamp),
-        start=to_time(ev.start),
-        end=to_time(ev.end),
+        stamp=ns_to_time(ev.stamp),
+        start=ns_to_time(ev.start),
+        end=ns_to_time(ev.end),
         weight=float(ev.weight),
     )
 
@@ -116,6 +116,6 @@ def to_status_msg(status: EngineStatus | None, state: str, stamp: Any = None) ->
     msg.parts = [part for part, _, _ in status.fill]
     msg.part_used = [int(used) for _, used, _ in status.fill]
     msg.part_capacity = [int(cap) for _, _, cap in status.fill]
-    msg.oldest_stamp = to_time(status.oldest_stamp)
-    msg.newest_stamp = to_time(status.newest_stamp)
+    msg.oldest_stamp = ns_to_time(status.oldest_stamp)
+    msg.newest_stamp = ns_to_time(status.newest_stamp)
     return msg

@@ -14,6 +14,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from flash_vstream_ros.engine import EngineStatus
+from flash_vstream_ros.stamps import fmt_s
 
 OK = DiagnosticStatus.OK
 WARN = DiagnosticStatus.WARN
@@ -82,8 +83,8 @@ def key_values(status: EngineStatus) -> list[KeyValue]:
     return [KeyValue(key=k, value=v) for k, v in pairs]
 
 
-def _stamp(value: float | None) -> str:
-    return '' if value is None else f'{value:.3f}'
+def _stamp(value: int | None) -> str:
+    return '' if value is None else fmt_s(value)
 
 
 def diagnostic_array(

@@ -30,7 +30,7 @@ def montage(frames: Sequence[tuple[str, float, np.ndarray]], tile: int = TILE) -
         r, c = divmod(index, cols)
         cell = out[r * cell_h : (r + 1) * cell_h, c * tile : (c + 1) * tile]
         cell[:tile] = letterbox(image, tile)
-        _label(cell, f'{camera} {stamp:.1f}', tile)
+        _label(cell, f'{camera} {stamp / 1e9:.1f}', tile)  # stamp: ns
     return out
 
 

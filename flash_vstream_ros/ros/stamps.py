@@ -1,4 +1,5 @@
-"""ROS time stamps to float seconds and back (light: imported by the ask client too)."""
+"""ROS time stamps to integer nanoseconds (exact) or float seconds, and back (light: imported by
+the ask client too)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,19 @@ NANOSECONDS = 1_000_000_000
 def to_seconds(stamp: Any) -> float:
     """A builtin_interfaces/Time (or Header.stamp) as float seconds."""
     return int(stamp.sec) + int(stamp.nanosec) / NANOSECONDS
+
+
+def to_ns(stamp: Any) -> int:
+    """A builtin_interfaces/Time (or Header.stamp) as integer nanoseconds, exactly."""
+    return int(stamp.sec) * NANOSECONDS + int(stamp.nanosec)
+
+
+def ns_to_time(ns: int | None) -> Time:
+    """Integer nanoseconds as builtin_interfaces/Time, exactly (zero for None or <= 0)."""
+    if ns is None or ns <= 0:
+        return Time()
+    sec, nanosec = divmod(int(ns), NANOSECONDS)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 def to_time(seconds: float | None) -> Time:
