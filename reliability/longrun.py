@@ -24,6 +24,7 @@ import torch
 from flash_vstream_ros.config import AppConfig, with_overrides
 from flash_vstream_ros.engine import Engine, Question
 from flash_vstream_ros.sim.world import World, WorldConfig
+from flash_vstream_ros.stamps import to_ns
 
 SAMPLE_S = 600.0  # stream seconds between two samples
 CAMERA = 'front'
@@ -68,7 +69,7 @@ def feed(
         while engine.pending() >= engine.config.engine.frame_queue_size - 1:
             time.sleep(0.001)
         stamp = 1.0 + i / rate_hz
-        accepted += bool(engine.submit_frame(world.render(i / rate_hz), stamp, CAMERA))
+        accepted += bool(engine.submit_frame(world.render(i / rate_hz), to_ns(stamp), CAMERA))
         if (i + 1) % every == 0:
             engine.wait_idle(60.0)
             print(json.dumps(sample(engine, proc, (i + 1) / rate_hz, t0)), file=out, flush=True)

@@ -18,6 +18,7 @@ import torch
 from flash_vstream_ros.config import AppConfig, with_overrides
 from flash_vstream_ros.engine import Engine, Question
 from flash_vstream_ros.errors import FlashVStreamError, ModelError
+from flash_vstream_ros.stamps import to_ns
 from reliability.report import Row
 
 FAULTS: tuple[Callable[[], BaseException], ...] = (
@@ -102,7 +103,7 @@ def _encode_faults(engine: Engine, encode: Faulty, rounds: int, row: Row) -> Non
         encode.arm(FAULTS[i % 2]())
         for _ in range(3):
             stamp += 1.0
-            engine.submit_frame(_frame(i), stamp, 'cam')
+            engine.submit_frame(_frame(i), to_ns(stamp), 'cam')
             engine.wait_idle(30.0)
         after = engine.status()
         if after.frames_rejected <= before.frames_rejected:
@@ -122,7 +123,7 @@ def run(cache_dir: str, rounds: int) -> Row:
         answer, encode = Faulty(model.answer), Faulty(model.encode)
         model.answer, model.encode = answer, encode
         for i in range(4):
-            engine.submit_frame(_frame(i), float(i + 1), 'cam')
+            engine.submit_frame(_frame(i), to_ns(float(i + 1)), 'cam')
         engine.wait_idle(30.0)
         t0 = time.monotonic()
         for i in range(rounds):

@@ -32,7 +32,7 @@ def fold(memory: StreamMemory, frames: int, dim: int, seed: int) -> None:
     start = memory.snapshot().frames_seen
     for i in range(frames):
         feat = torch.randn(16, 16, dim, generator=gen)  # (h, w, D)
-        memory.update(feat, float(start + i + 1), CAMERA)
+        memory.update(feat, (start + i + 1) * 1_000_000_000, CAMERA)  # 1 s apart, in ns
 
 
 def save(memory: StreamMemory, path: str) -> int:

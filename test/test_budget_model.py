@@ -22,6 +22,7 @@ from flash_vstream_ros.config.budget import (
 from flash_vstream_ros.errors import GpuBudgetError
 from flash_vstream_ros.memory import build_memory
 from flash_vstream_ros.models import load_model
+from flash_vstream_ros.stamps import to_ns
 
 pytestmark = pytest.mark.model
 
@@ -89,7 +90,7 @@ def test_memory_state_equals_a_full_real_memory(memory: MemoryConfig) -> None:
     mem = build_memory(memory, 32, dtype=torch.float32)
     frames = memory.star.buffer_frames + 5 if memory.kind == 'star' else 45
     for i in range(frames):
-        mem.update(torch.randn(16, 16, 32), float(i), 'cam')  # (H, W, D)
+        mem.update(torch.randn(16, 16, 32), i * 100_000_000, 'cam')  # (H, W, D), 10 Hz
     assert mem.snapshot().nbytes == memory_state_bytes(memory, 32, 4)
 
 
@@ -123,7 +124,7 @@ def test_profile_memory_and_engine_settings_run_with_a_tiny_model(
         rng = np.random.default_rng(0)
         for i in range(4):
             frame = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
-            assert engine.submit_frame(frame, float(i), 'cam')
+            assert engine.submit_frame(frame, to_ns(float(i)), 'cam')
             assert engine.wait_idle(60.0)
         answer = engine.ask(Question(text='What is there?'))
         assert answer.answer_tokens <= 4

@@ -18,6 +18,7 @@ from flash_vstream_ros.io.persistence import load_file
 from flash_vstream_ros.memory.base import TimeWindow
 from flash_vstream_ros.models import load_model
 from flash_vstream_ros.models.base import VisionLanguageModel
+from flash_vstream_ros.stamps import to_ns
 
 pytestmark = pytest.mark.model
 
@@ -45,7 +46,7 @@ def frames(n: int, seed: int = 0) -> list[np.ndarray]:
 
 def feed(eng: Engine, stamps: list[float], camera: str = 'front', seed: int = 0) -> None:
     for img, s in zip(frames(len(stamps), seed), stamps, strict=True):
-        eng.submit_frame(img, s, camera)
+        eng.submit_frame(img, to_ns(s), camera)
     assert eng.wait_idle(120.0)
 
 
@@ -60,7 +61,7 @@ def test_concurrent_ingest_and_questions_real_model(model: VisionLanguageModel) 
 
     def writer(camera: str, offset: float) -> None:
         for i in range(120):
-            eng.submit_frame(images[i % 8], offset + i * 0.5, camera)
+            eng.submit_frame(images[i % 8], to_ns(offset + i * 0.5), camera)
             time.sleep(0.002)
 
     def asker() -> None:
@@ -154,12 +155,12 @@ def test_window_uses_only_matching_evidence(model: VisionLanguageModel) -> None:
     eng = make_engine(model)
     try:
         feed(eng, [float(i) for i in range(40)])
-        window = TimeWindow(10.0, 20.0)
+        window = TimeWindow(to_ns(10.0), to_ns(20.0))
         ans = eng.ask(Question('What happened?', window=window, max_new_tokens=2))
         last = eng.ask(Question('What happened?', last_s=5.0, max_new_tokens=2))
         full = eng.ask(Question('What happened?', max_new_tokens=2))
         with pytest.raises(BadQuestionError, match='no memory matches window'):
-            eng.ask(Question('q', window=TimeWindow(100.0, 200.0)))
+            eng.ask(Question('q', window=TimeWindow(to_ns(100.0), to_ns(200.0))))
     finally:
         eng.stop()
     assert ans.evidence
@@ -240,7 +241,7 @@ def test_truncated_real_file_refused_and_memory_kept(
         st = eng.status()
     finally:
         eng.stop()
-    assert st.newest_stamp == 11.0  # the live memory is untouched by refused files
+    assert st.newest_stamp == to_ns(11.0)  # the live memory is untouched by refused files
     assert load_file(path).info['frames'] == 10
 
 

@@ -23,6 +23,7 @@ from flash_vstream_ros.errors import (
     NotReadyError,
 )
 from flash_vstream_ros.memory.base import TimeWindow
+from flash_vstream_ros.stamps import to_ns
 
 pytestmark = pytest.mark.unit
 
@@ -48,7 +49,7 @@ def frame(value: int = 0) -> np.ndarray:
 
 def feed(eng: Engine, stamps: list[float], camera: str = 'cam') -> None:
     for s in stamps:
-        eng.submit_frame(frame(int(s * 7)), s, camera)
+        eng.submit_frame(frame(int(s * 7)), to_ns(s), camera)
     assert eng.wait_idle(10.0)
 
 
@@ -57,7 +58,7 @@ def test_ingest_counts_and_status(engine: Engine) -> None:
     st = engine.status()
     assert (st.frames_received, st.frames_ingested, st.frames_rejected) == (10, 10, 0)
     assert st.cameras == ('cam',)
-    assert (st.oldest_stamp, st.newest_stamp) == (0.0, 9.0)
+    assert (st.oldest_stamp, st.newest_stamp) == (0, to_ns(9.0))
     assert st.state == 'running'
     assert st.memory_bytes > 0
     assert {p: u for p, u, _ in st.fill} == {'temporal': 12, 'spatial': 4}
@@ -67,8 +68,9 @@ def test_rate_sampling_uses_stamps() -> None:
     eng = make_engine(**{'engine.ingest_rate_hz': 2.0})
     eng.start()
     try:
-        accepted = [eng.submit_frame(frame(), i * 0.1, 'a') for i in range(20)]  # 10 Hz, 2 s
-        accepted_b = eng.submit_frame(frame(), 0.05, 'b')  # other camera samples on its own
+        # 10 Hz for 2 s
+        accepted = [eng.submit_frame(frame(), to_ns(i * 0.1), 'a') for i in range(20)]
+        accepted_b = eng.submit_frame(frame(), to_ns(0.05), 'b')  # other camera samples on its own
         assert eng.wait_idle(5.0)
         st = eng.status()
     finally:
@@ -94,7 +96,7 @@ def test_queue_drops_oldest_and_never_blocks() -> None:
     try:
         t0 = time.monotonic()
         for i in range(50):
-            eng.submit_frame(frame(i), float(i), 'cam')
+            eng.submit_frame(frame(i), to_ns(float(i)), 'cam')
         submit_s = time.monotonic() - t0
         gate.set()
         assert eng.wait_idle(10.0)
@@ -104,7 +106,7 @@ def test_queue_drops_oldest_and_never_blocks() -> None:
     assert submit_s < 5.0  # would be >= 5 s if submit waited for the blocked worker
     assert st.frames_dropped_queue >= 46
     assert st.frames_ingested + st.frames_dropped_queue == 50
-    assert st.newest_stamp == 49.0  # the newest frames survive
+    assert st.newest_stamp == to_ns(49.0)  # the newest frames survive
 
 
 def test_batches_when_behind() -> None:
@@ -141,28 +143,28 @@ def test_batches_when_behind() -> None:
 )
 def test_bad_frames_rejected_and_counted(engine: Engine, bad: object) -> None:
     with pytest.raises(BadFrameError):
-        engine.submit_frame(bad, 1.0, 'cam')  # type: ignore[arg-type]
+        engine.submit_frame(bad, to_ns(1.0), 'cam')  # type: ignore[arg-type]
     assert engine.status().frames_rejected == 1
 
 
 def test_bad_stamp_and_camera_rejected(engine: Engine) -> None:
     with pytest.raises(BadFrameError, match='stamp'):
-        engine.submit_frame(frame(), float('nan'), 'cam')
+        engine.submit_frame(frame(), float('nan'), 'cam')  # type: ignore[arg-type]
     with pytest.raises(BadFrameError, match='camera'):
-        engine.submit_frame(frame(), 1.0, '')
-    engine.submit_frame(frame(), 5.0, 'cam')
+        engine.submit_frame(frame(), to_ns(1.0), '')
+    engine.submit_frame(frame(), to_ns(5.0), 'cam')
     with pytest.raises(BadFrameError, match='older'):
-        engine.submit_frame(frame(), 4.0, 'cam')
+        engine.submit_frame(frame(), to_ns(4.0), 'cam')
     engine.reject_frame('corrupt jpeg')
     assert engine.status().frames_rejected == 4
 
 
 def test_a_clock_that_restarts_is_followed_not_refused(engine: Engine) -> None:
-    engine.submit_frame(frame(), 100.0, 'cam')
+    engine.submit_frame(frame(), to_ns(100.0), 'cam')
     with pytest.raises(BadFrameError, match='older'):  # jitter: a little back is refused
-        engine.submit_frame(frame(), 99.0, 'cam')
-    assert engine.submit_frame(frame(), 1.0, 'cam')  # far back: a sim reset or a bag loop
-    assert engine.submit_frame(frame(), 2.0, 'cam')  # sampling goes on from the new clock
+        engine.submit_frame(frame(), to_ns(99.0), 'cam')
+    assert engine.submit_frame(frame(), to_ns(1.0), 'cam')  # far back: a sim reset or a bag loop
+    assert engine.submit_frame(frame(), to_ns(2.0), 'cam')  # sampling goes on from the new clock
     assert engine.wait_idle(10.0)
     status = engine.status()
     assert (status.frames_ingested, status.frames_rejected) == (3, 1)
@@ -171,7 +173,7 @@ def test_a_clock_that_restarts_is_followed_not_refused(engine: Engine) -> None:
 def test_not_ready_before_start() -> None:
     eng = make_engine()
     with pytest.raises(NotReadyError):
-        eng.submit_frame(frame(), 0.0, 'cam')
+        eng.submit_frame(frame(), to_ns(0.0), 'cam')
     with pytest.raises(NotReadyError):
         eng.ask(Question('what?'))
 
@@ -184,14 +186,15 @@ def test_not_ready_before_start() -> None:
         (Question('x' * 2001), 'limit is 2000'),
         (Question('what\x00 is it'), 'control'),
         (Question('what\x1b[31m'), 'control'),
-        (Question('q', window=TimeWindow(5.0, 1.0)), 'reversed'),
-        (Question('q', window=TimeWindow(float('nan'), 1.0)), 'finite'),
+        (Question('q', window=TimeWindow(to_ns(5.0), to_ns(1.0))), 'reversed'),
+        (Question('q', window=TimeWindow(float('nan'), 1)), 'integer nanoseconds'),  # type: ignore[arg-type]
+        (Question('q', window=TimeWindow(1.5, None)), 'integer nanoseconds'),  # type: ignore[arg-type]
         (Question('q', last_s=-1.0), 'last_s'),
         (Question('q', max_new_tokens=-3), 'max_new_tokens'),
         (Question('q', temperature=-0.5), 'temperature'),
         (Question('q', cameras=('nope',)), r"unknown camera\(s\) \['nope'\].*'cam'"),
-        (Question('q', window=TimeWindow(100.0, 200.0)), 'no memory matches'),
-        (Question('q', window=TimeWindow(None, -5.0)), 'no memory matches'),
+        (Question('q', window=TimeWindow(to_ns(100.0), to_ns(200.0))), 'no memory matches'),
+        (Question('q', window=TimeWindow(None, to_ns(-5.0))), 'no memory matches'),
     ],
 )
 def test_bad_questions(engine: Engine, question: Question, match: str) -> None:
@@ -216,17 +219,17 @@ def test_answer_streams_tokens_and_clamps(engine: Engine) -> None:
     assert ans.visual_tokens == 8  # 2 temporal elements x 2 + spatial 4
     assert ans.status.questions_answered == 1
     assert ans.latency_s > 0
-    assert {e.stamp for e in ans.evidence} == {0.0, 1.0}
+    assert {e.stamp for e in ans.evidence} == {0, to_ns(1.0)}
 
 
 def test_window_and_last_s_use_only_matching_evidence(engine: Engine) -> None:
     feed(engine, [float(i) for i in range(6)])
-    ans = engine.ask(Question('q', window=TimeWindow(1.5, 3.5), max_new_tokens=1))
+    ans = engine.ask(Question('q', window=TimeWindow(to_ns(1.5), to_ns(3.5)), max_new_tokens=1))
     assert ans.evidence
-    assert all(e.start >= 1.5 and e.end <= 3.5 for e in ans.evidence)
+    assert all(e.start >= to_ns(1.5) and e.end <= to_ns(3.5) for e in ans.evidence)
     ans = engine.ask(Question('q', last_s=2.0, max_new_tokens=1))
-    assert all(e.end >= 3.0 for e in ans.evidence)
-    assert min(e.start for e in ans.evidence) == 3.0
+    assert all(e.end >= to_ns(3.0) for e in ans.evidence)
+    assert min(e.start for e in ans.evidence) == to_ns(3.0)
 
 
 def test_cameras_per_camera_memories() -> None:
@@ -349,14 +352,14 @@ def test_callback_errors_pass_through(engine: Engine) -> None:
 def test_key_frames_and_reset(engine: Engine) -> None:
     feed(engine, [0.0, 1.0, 2.0])
     keys = engine.key_frames()
-    assert [(c, s) for c, s, _ in keys] == [('cam', 2.0)]  # the spatial (newest) frame
+    assert [(c, s) for c, s, _ in keys] == [('cam', to_ns(2.0))]  # the spatial (newest) frame
     assert keys[0][2].shape[2] == 3
     assert max(keys[0][2].shape[:2]) <= 96
     engine.reset_memory()
     assert engine.status().cameras == ()
     assert engine.key_frames() == []
     feed(engine, [0.5])  # sampling stamps reset too: an earlier stamp is accepted
-    assert engine.status().newest_stamp == 0.5
+    assert engine.status().newest_stamp == to_ns(0.5)
 
 
 def test_concurrent_ingest_and_questions() -> None:
@@ -369,7 +372,7 @@ def test_concurrent_ingest_and_questions() -> None:
 
     def writer(camera: str, offset: float) -> None:
         for i in range(300):
-            eng.submit_frame(frame(i), offset + i, camera)
+            eng.submit_frame(frame(i), to_ns(offset + i), camera)
             if i % 25 == 0:
                 time.sleep(0.001)
 
@@ -465,7 +468,7 @@ def test_encode_failure_counts_rejected_and_recovers(engine: Engine) -> None:
         return original(frames)
 
     model.encode = flaky  # type: ignore[method-assign]
-    engine.submit_frame(frame(1), 0.0, 'cam')
+    engine.submit_frame(frame(1), to_ns(0.0), 'cam')
     assert engine.wait_idle(5.0)
     feed(engine, [1.0, 2.0])
     st = engine.status()

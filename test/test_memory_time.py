@@ -15,8 +15,8 @@ from flash_vstream_ros.config import MemoryConfig, StarConfig, TimelineConfig
 from flash_vstream_ros.errors import MemoryFileError
 from flash_vstream_ros.memory import StarMemory, SynopsisMemory, build_memory, ops
 from flash_vstream_ros.memory.base import TimeWindow
-from flash_vstream_ros.memory.timeline import Timeline
 from flash_vstream_ros.memory.prov import Prov
+from flash_vstream_ros.memory.timeline import Timeline
 
 pytestmark = pytest.mark.unit
 
@@ -46,7 +46,7 @@ def feed(
     x: torch.Tensor,
     cams: tuple[str, ...] = ('cam',),
     period: int = S // 10,
-) -> list[int]:  # noqa: E501
+) -> list[int]:
     stamps = [T0 + i * period for i in range(x.shape[0])]
     for i, stamp in enumerate(stamps):
         mem.update(x[i], stamp, cams[i % len(cams)])
@@ -129,7 +129,7 @@ def test_window_readout_draws_only_on_the_window() -> None:
             for s, e in zip(mem.temporal.prov.start, mem.temporal.prov.end, strict=True)
         )
         > 5 * S
-    )  # noqa: E501
+    )
     for lo, hi in ((0.0, 2.5), (3.0, 6.0), (1.0, 1.05), (11.0, 12.0)):
         window = TimeWindow(T0 + int(lo * S), T0 + int(hi * S))
         out = snap.readout(window)

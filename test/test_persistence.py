@@ -22,6 +22,7 @@ from flash_vstream_ros.engine import Engine, Question
 from flash_vstream_ros.errors import MemoryFileError
 from flash_vstream_ros.io import persistence
 from flash_vstream_ros.io.persistence import MemoryRecord, load_file, save_file
+from flash_vstream_ros.stamps import to_ns
 
 pytestmark = pytest.mark.unit
 
@@ -177,7 +178,7 @@ def make_engine(tmp_path: Path, **flat: object) -> Engine:
 
 def feed(eng: Engine, n: int, camera: str = 'cam', t0: float = 0.0) -> None:
     for i in range(n):
-        eng.submit_frame(np.full((8, 8, 3), 10 * i % 256, np.uint8), t0 + i, camera)
+        eng.submit_frame(np.full((8, 8, 3), 10 * i % 256, np.uint8), to_ns(t0 + i), camera)
     assert eng.wait_idle(10.0)
 
 
@@ -225,7 +226,7 @@ def test_engine_refuses_incompatible_and_keeps_memory(tmp_path: Path) -> None:
         with pytest.raises(MemoryFileError, match=r'persistence\.path is empty'):
             eng.save_memory()
         assert eng.status().frames_ingested == 5
-        assert eng.status().newest_stamp == 4.0  # the current memory is untouched
+        assert eng.status().newest_stamp == to_ns(4.0)  # the current memory is untouched
     finally:
         eng.stop()
 
@@ -243,7 +244,7 @@ def test_restore_on_start_and_save_on_shutdown(tmp_path: Path) -> None:
         st = second.status()
     finally:
         second.stop()
-    assert (st.oldest_stamp, st.newest_stamp) == (0.0, 5.0)
+    assert (st.oldest_stamp, st.newest_stamp) == (0, to_ns(5.0))
 
 
 def test_corrupt_file_at_start_is_moved_aside(tmp_path: Path) -> None:

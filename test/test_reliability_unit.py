@@ -25,6 +25,7 @@ from flash_vstream_ros.errors import BadFrameError, BadQuestionError, MemoryFile
 from flash_vstream_ros.io import persistence
 from flash_vstream_ros.memory.base import TimeWindow
 from flash_vstream_ros.ros.images import ENCODINGS, image_to_rgb
+from flash_vstream_ros.stamps import to_ns
 from reliability import persistence_faults, saver
 
 from _engine_fakes import FakeModel, fake_build_memory  # isort: skip
@@ -146,7 +147,7 @@ def fake_engine() -> Iterator[Engine]:
     eng = Engine(cfg, FakeModel(), memory_factory=fake_build_memory)
     eng.start()
     for i in range(8):
-        eng.submit_frame(np.full((12, 16, 3), i * 30, np.uint8), 100.0 + i, 'cam')
+        eng.submit_frame(np.full((12, 16, 3), i * 30, np.uint8), to_ns(100.0 + i), 'cam')
     assert eng.wait_idle(10.0)
     yield eng
     eng.stop()

@@ -17,6 +17,8 @@ from _sim_procs import module_cmd, ros_env, running, wait_exit
 import pytest
 import torch
 
+from flash_vstream_ros.stamps import to_ns
+
 if importlib.util.find_spec('flash_vstream_ros.ros.node') is None:
     pytest.skip(
         'flash_vstream_ros/ros/node.py is not there (node helper)', allow_module_level=True
@@ -232,7 +234,7 @@ def direct_memory(cache_dir: Path, rate: float, frames: int, path: Path) -> None
     try:
         for i in range(frames):
             stamp = seconds(frame_stamp_ns(i, FPS, 1_000_000_000))
-            engine.submit_frame(world.render(i / FPS), stamp, CAMERA_NAME)
+            engine.submit_frame(world.render(i / FPS), to_ns(stamp), CAMERA_NAME)
             assert engine.wait_idle(60.0)
         assert engine.status().frames_dropped_queue == 0
         engine.save_memory(str(path))

@@ -177,11 +177,20 @@ def memory_tokens(memory: MemoryConfig) -> tuple[int, int]:
             + star.temporal_clusters * star.temporal_size**2
             + (0 if shared else star.spatial_frames * star.spatial_size**2)
         )
+        parts += (star.chunk_frames - 1) * star.abstract_size**2  # the abstract's pending chunk
         per_frame = star.retrieved_size**2 + star.temporal_size**2
-        return star.token_count, parts + star.buffer_frames * per_frame
+        stored = parts + star.buffer_frames * per_frame + timeline_tokens(memory)
+        return star.token_count, stored
     syn = memory.synopsis
     per_frame = syn.detail_size**2 + syn.cluster_size**2
-    return syn.token_count, syn.clusters * syn.cluster_size**2 + syn.buffer_frames * per_frame
+    parts = syn.clusters * syn.cluster_size**2 + syn.recent_frames * syn.recent_size**2
+    return syn.token_count, parts + syn.buffer_frames * per_frame + timeline_tokens(memory)
+
+
+def timeline_tokens(memory: MemoryConfig) -> int:
+    """Stored tokens of a full timeline: per segment its mean and its representative frame."""
+    t = memory.timeline
+    return t.segments * (t.segment_size**2 + t.frame_size**2)
 
 
 def memory_state_bytes(

@@ -167,13 +167,20 @@ class Snapshot:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the tensors held: maps of every part, the buffer and its keys (shared once)."""
+        """Bytes of the tensors held: maps of every part, the buffer and its keys (shared once).
+
+        A hidden part (the abstract memory's pending chunk, which fills and empties) counts at
+        its capacity, so the figure is flat once the memory is full.
+        """
         seen: dict[int, int] = {}
-        stored = [p for p in self.stored if isinstance(p, PartView)]
+        stored = [p for p in self.stored if isinstance(p, PartView) and p.role != 'hidden']
         tensors = [t for p in stored for t in p.elements]
         for t in (*tensors, *self.buffer.elements, *self.buffer.keys):
             seen[id(t)] = t.numel() * t.element_size()
-        return sum(seen.values())
+        hidden = [p for p in self.stored if isinstance(p, PartView) and p.role == 'hidden']
+        item = torch.tensor([], dtype=self.dtype).element_size()
+        reserved = sum(p.capacity * p.side * p.side * self.dim * item for p in hidden)
+        return sum(seen.values()) + reserved
 
     def fill(self) -> dict[str, tuple[int, int]]:
         """Tokens held and budget of the parts of an open readout (the paper's)."""

@@ -180,7 +180,7 @@ class StarMemory(StreamBase):
             PartView(
                 'abstract_chunk',
                 c.abstract_size,
-                c.chunk_frames,
+                c.chunk_frames - 1,  # the most it holds between two updates
                 tuple(self.chunk.unbind(0)),
                 self.chunk_prov,
                 False,

@@ -60,7 +60,10 @@ class StreamBase:
     def _add_to_timeline(self, pooled: dict[int, torch.Tensor], one: Prov) -> None:
         t = self.timeline_cfg
         if t.segments:
-            self.timeline.add(pooled[t.segment_size], pooled[t.frame_size], one)
+            # copies: the timeline's maps never share storage with another part's, so the
+            # memory's bytes are the same whatever the buffer holds (flat once full)
+            mean, frame = pooled[t.segment_size].clone(), pooled[t.frame_size].clone()
+            self.timeline.add(mean, frame, one)
 
     def _timeline_parts(self) -> tuple[PartView, ...]:
         return self.timeline.views() if self.timeline_cfg.segments else ()
