@@ -122,7 +122,7 @@ class FakeSnapshot:
     def _elems(self) -> list[_Elem]:
         return list(self._temporal) + ([self._spatial] if self._spatial else [])
 
-    def span(self) -> tuple[float, float] | None:
+    def span(self) -> tuple[int, int] | None:
         elems = self._elems()
         if not elems:
             return None
@@ -184,7 +184,7 @@ class FakeMemory:
         self._spatial: _Elem | None = None
         self._frames = 0
 
-    def update(self, features: torch.Tensor, stamp: float, camera: str) -> None:
+    def update(self, features: torch.Tensor, stamp: int, camera: str) -> None:
         pooled = features.mean(dim=(0, 1))  # (D,)
         self._frames += 1
         ev = Evidence('temporal', camera, stamp, stamp, stamp, 1.0)
@@ -194,7 +194,7 @@ class FakeMemory:
             w = a.ev.weight + b.ev.weight
             cams = ','.join(sorted(set(a.ev.camera.split(',')) | set(b.ev.camera.split(','))))
             merged = Evidence(
-                'temporal', cams, (a.ev.stamp + b.ev.stamp) / 2, a.ev.start, b.ev.end, w
+                'temporal', cams, (a.ev.stamp + b.ev.stamp) // 2, a.ev.start, b.ev.end, w
             )
             self._temporal[:2] = [_Elem((a.tokens + b.tokens) / 2, merged)]
         self._spatial = _Elem(

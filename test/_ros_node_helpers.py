@@ -144,8 +144,8 @@ def engine_status(**changes: object) -> EngineStatus:
         'fill': (('temporal', 80, 400), ('spatial', 64, 64)),
         'visual_tokens': 144,
         'memory_bytes': 4096,
-        'oldest_stamp': 10.0,
-        'newest_stamp': 15.5,
+        'oldest_stamp': 10_000_000_000,  # ns
+        'newest_stamp': 15_500_000_000,  # ns
         'questions_answered': 2,
         'questions_failed': 1,
         'last_answer_latency_s': 0.5,

@@ -60,8 +60,8 @@ def test_kv_cache_is_layers_x_2_x_tokens_x_width() -> None:
 def test_memory_state_counts_readout_and_buffer_per_camera() -> None:
     cfg = with_overrides(AppConfig(), {'ros.image_topics': ['a', 'b']})
     # parts, the abstract's pending chunk (24 x 1 token), buffer maps and keys (spatial =
-    # buffer), and the timeline (32 segments: a 4x4 mean and an 8x8 frame each)
-    stored = 25 + 25 * 16 + 24 + 300 * (64 + 16) + 32 * (16 + 64)
+    # buffer), and the timeline (64 segments: a 4x4 mean and an 8x8 frame each)
+    stored = 25 + 25 * 16 + 24 + 300 * (64 + 16) + 64 * (16 + 64)
     assert memory_state_bytes(cfg.memory, 1024, 2) == stored * 1024 * 2
     assert estimate(cfg, device='cuda').memory_state == 2 * stored * 64 * 2  # tiny: D = 64
     shared = with_overrides(cfg, {'memory.per_camera': False})

@@ -35,8 +35,9 @@ import torch
 if __name__ == '__main__':  # run as a script: the source tree first on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flash_vstream_ros.config import StarConfig, SynopsisConfig
+from flash_vstream_ros.config import StarConfig, SynopsisConfig, TimelineConfig
 from flash_vstream_ros.memory import StarMemory, SynopsisMemory
+from flash_vstream_ros.memory.base import TimeWindow
 
 pytestmark = pytest.mark.unit
 
@@ -44,14 +45,16 @@ DATA = Path(__file__).resolve().parent / 'data'
 D, N, SEED = 8, 60, 1234
 CONFIGS: dict[str, Any] = {
     'star': StarConfig(buffer_frames=20),
-    'synopsis': SynopsisConfig(clusters=6, detail_frames=2, buffer_frames=10),
+    'synopsis': SynopsisConfig(clusters=6, detail_frames=2, buffer_frames=10, recent_frames=2),
 }
+TIMELINE = TimelineConfig(segments=8, segment_size=2, frame_size=4)
+WINDOW = TimeWindow(110_000_000_000, 120_000_000_000)  # read out into the golden metadata
 
 
-def synthetic_stream() -> list[tuple[torch.Tensor, float, str]]:
+def synthetic_stream() -> list[tuple[torch.Tensor, int, str]]:
     """Scenes that last 3-9 frames (a base map plus noise), two cameras, 0.5 s apart."""
     g = torch.Generator().manual_seed(SEED)
-    out: list[tuple[torch.Tensor, float, str]] = []
+    out: list[tuple[torch.Tensor, int, str]] = []
     scene = torch.randn(16, 16, D, generator=g)
     left = 0
     for i in range(N):
@@ -60,22 +63,30 @@ def synthetic_stream() -> list[tuple[torch.Tensor, float, str]]:
             left = int(torch.randint(3, 10, (1,), generator=g))
         left -= 1
         frame = scene + 0.3 * torch.randn(16, 16, D, generator=g)  # (16, 16, D)
-        out.append((frame, 100.0 + 0.5 * i, ('front', 'rear')[i % 2]))
+        out.append((frame, (200 + i) * 500_000_000, ('front', 'rear')[i % 2]))  # ns
     return out
 
 
 def build(kind: str) -> StarMemory | SynopsisMemory:
-    cfg = CONFIGS[kind]
-    mem = StarMemory(cfg, D) if kind == 'star' else SynopsisMemory(cfg, D)
+    mem = make(kind)
     for frame, stamp, camera in synthetic_stream():
         mem.update(frame, stamp, camera)
     return mem
 
 
+def make(kind: str) -> StarMemory | SynopsisMemory:
+    cfg = CONFIGS[kind]
+    if kind == 'star':
+        return StarMemory(cfg, D, timeline=TIMELINE)
+    return SynopsisMemory(cfg, D, timeline=TIMELINE)
+
+
 def current(kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     snap = build(kind).snapshot()
     tensors, meta = snap.state()
-    meta = dict(meta, evidence=[dataclasses.asdict(e) for e in snap.readout().evidence])
+    evidence = [dataclasses.asdict(e) for e in snap.readout().evidence]
+    window = [dataclasses.asdict(e) for e in snap.readout(WINDOW).evidence]
+    meta = dict(meta, evidence=evidence, window_evidence=window)
     return tensors, json.loads(json.dumps(meta))
 
 
@@ -130,11 +141,12 @@ def test_dist_check_catches_a_wrong_cache() -> None:
 def test_golden_state_loads_and_reads_out_the_same(kind: str) -> None:
     tensors = load_file(str(DATA / f'golden_{kind}.safetensors'))
     meta = json.loads((DATA / f'golden_{kind}.json').read_text())
-    cfg = CONFIGS[kind]
-    mem = StarMemory(cfg, D) if kind == 'star' else SynopsisMemory(cfg, D)
+    mem = make(kind)
     mem.load_state(tensors, meta)
     evidence = [dataclasses.asdict(e) for e in mem.snapshot().readout().evidence]
     assert json.loads(json.dumps(evidence)) == meta['evidence']
+    window = [dataclasses.asdict(e) for e in mem.snapshot().readout(WINDOW).evidence]
+    assert json.loads(json.dumps(window)) == meta['window_evidence']
 
 
 if __name__ == '__main__':

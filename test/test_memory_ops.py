@@ -166,15 +166,21 @@ def test_retrieval_paper_and_released() -> None:
 
 
 def test_prov_aggregate_and_absorb() -> None:
-    p = Prov.frame(1.0, 0b01).cat(Prov.frame(3.0, 0b10)).cat(Prov.frame(7.0, 0b01))
+    s = 1_000_000_000  # stamps in ns: 1 s, 3 s, 7 s
+    p = Prov.frame(1 * s, 0b01).cat(Prov.frame(3 * s, 0b10)).cat(Prov.frame(7 * s, 0b01))
     g = p.aggregate(torch.tensor([0, 0, 1]), 2)
     assert g.weight.tolist() == [2.0, 1.0]
-    assert g.stamp.tolist() == [2.0, 7.0]
-    assert g.start.tolist() == [1.0, 7.0]
-    assert g.end.tolist() == [3.0, 7.0]
+    assert g.stamp.tolist() == [2 * s, 7 * s]
+    assert g.start.tolist() == [1 * s, 7 * s]
+    assert g.end.tolist() == [3 * s, 7 * s]
     assert g.cams.tolist() == [0b11, 0b01]
-    a = g.absorb(11.0, 0b100, 0.25)
-    assert a.stamp.tolist() == [0.75 * 2.0 + 0.25 * 11.0, 0.75 * 7.0 + 0.25 * 11.0]
-    assert a.end.tolist() == [11.0, 11.0]
-    assert a.weight.tolist() == [3.0, 2.0]
+    chunk = Prov.frame(10 * s, 0b100).cat(Prov.frame(12 * s, 0b100))  # mean 11 s
+    a = g.absorb(chunk, 0.25)
+    assert a.stamp.tolist() == [
+        round((0.75 * 2.0 + 0.25 * 11.0) * s),
+        round((0.75 * 7.0 + 0.25 * 11.0) * s),
+    ]
+    assert a.end.tolist() == [12 * s, 12 * s]
+    assert a.start.tolist() == [1 * s, 7 * s]
+    assert a.weight.tolist() == [4.0, 3.0]
     assert a.cams.tolist() == [0b111, 0b101]

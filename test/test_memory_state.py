@@ -34,7 +34,7 @@ def frames(n: int, seed: int = 0) -> torch.Tensor:
 
 def feed(mem: StreamMemory, x: torch.Tensor, t0: int = 0) -> None:
     for i in range(x.shape[0]):
-        mem.update(x[i], float(t0 + i), ('a', 'b')[i % 2])
+        mem.update(x[i], t0 + i, ('a', 'b')[i % 2])  # stamps: ns
 
 
 def roundtrip(tensors: dict[str, torch.Tensor], meta: dict[str, Any], tmp: Path) -> tuple[
@@ -89,7 +89,7 @@ def test_state_meta_is_json_and_versioned() -> None:
     feed(mem, frames(4))
     tensors, meta = mem.snapshot().state()
     assert json.loads(json.dumps(meta)) == meta
-    assert meta['format_version'] == 1
+    assert meta['format_version'] == 2
     assert meta['kind'] == 'star'
     assert meta['cameras'] == ['a', 'b']
     assert meta['frames_seen'] == 4

@@ -22,7 +22,7 @@ def frames(n: int, seed: int = 0) -> torch.Tensor:
 
 def feed(mem: SynopsisMemory, x: torch.Tensor) -> None:
     for i in range(x.shape[0]):
-        mem.update(x[i], float(i), 'cam')
+        mem.update(x[i], i, 'cam')  # stamps: ns
 
 
 def test_default_and_jetson_budgets() -> None:

@@ -92,7 +92,7 @@ def test_encode_memory_answer(model: LlavaModel) -> None:
 
     memory = build_memory(MemoryConfig(), model.feature_dim, qk=model.memory_qk())
     for i, fmap in enumerate(model.encode(frames(6))):
-        memory.update(fmap, float(i), 'front')
+        memory.update(fmap, i * 1_000_000_000, 'front')
     tokens = memory.snapshot().readout().tokens
     pieces: list[str] = []
     out = model.answer(

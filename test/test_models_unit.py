@@ -49,11 +49,11 @@ def test_duration_text(seconds: float, text: str) -> None:
 
 
 def test_context_sentence_and_vicuna_template() -> None:
-    ctx = PromptContext(span=(10.0, 313.0), frames_seen=302, cameras=('front',))
+    ctx = PromptContext(span=(10 * 10**9, 313 * 10**9), frames_seen=302, cameras=('front',))
     assert context_sentence(ctx) == (
         'The video memory covers 5 min 3 s (302 frames from camera front), ending now.'
     )
-    two = PromptContext(span=(0.0, 1.0), frames_seen=1, cameras=('a', 'b'))
+    two = PromptContext(span=(0, 10**9), frames_seen=1, cameras=('a', 'b'))
     assert '(1 frame from cameras a, b)' in context_sentence(two)
     assert context_sentence(PromptContext(None, 0, ())) == 'The video memory is empty.'
     before, after = vicuna_v1('  Where is the box? ', ctx)

@@ -255,7 +255,7 @@ def test_encode_memory_answer_streams(model: FlashVStreamModel) -> None:
 
     memory = build_memory(MemoryConfig(), model.feature_dim, qk=model.memory_qk())
     for i, fmap in enumerate(model.encode(frames(30))):
-        memory.update(fmap, 100.0 + i, 'front')
+        memory.update(fmap, (100 + i) * 1_000_000_000, 'front')
     readout = memory.snapshot().readout()
     assert readout.tokens.shape[1] == 64
     pieces: list[str] = []

@@ -65,14 +65,14 @@ def test_request_to_question() -> None:
     )
     q = convert.to_question(request)
     assert q.text == 'what?'
-    assert q.window == TimeWindow(10.0, None)
+    assert q.window == TimeWindow(10 * 10**9, None)  # ns, exactly
     assert (q.last_s, q.cameras, q.max_new_tokens, q.temperature) == (30.0, ('front',), 7, None)
     assert convert.to_question(Ask.Request(question='x', temperature=0.0)).window is None
     assert convert.to_question(Ask.Request(question='x', temperature=0.0)).temperature == 0.0
 
 
 def test_answer_fills_response_and_result_alike() -> None:
-    ev = Evidence('temporal', 'front', 12.5, 10.0, 15.0, 3.0)
+    ev = Evidence('temporal', 'front', 12_500_000_000, 10 * 10**9, 15 * 10**9, 3.0)
     answer = Answer(
         text='a box',
         evidence=(ev,),
@@ -174,8 +174,8 @@ def test_client_request_and_summary() -> None:
     assert goal.temperature < 0
     assert args.use_service
     evidence = (
-        Evidence('temporal', 'front', 12.0, 10.0, 14.0, 4.0),
-        Evidence('spatial', 'front', 15.0, 15.0, 15.0, 1.0),
+        Evidence('temporal', 'front', 12 * 10**9, 10 * 10**9, 14 * 10**9, 4.0),
+        Evidence('spatial', 'front', 15 * 10**9, 15 * 10**9, 15 * 10**9, 1.0),
     )
     answer = Answer(
         text='x',

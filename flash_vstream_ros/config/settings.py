@@ -181,7 +181,7 @@ class TimelineConfig(ConfigNode):
     """The timeline: contiguous time segments that window questions read (both memory kinds)."""
 
     segments: int = param(
-        32,
+        64,
         'Timeline segments kept (runs of consecutive frames of one camera); 0 = off, the '
         "paper's memory: window questions then select elements by their mean stamp",
         low=0,

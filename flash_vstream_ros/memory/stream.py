@@ -9,14 +9,9 @@ import torch
 
 from flash_vstream_ros.config import TimelineConfig, to_dict
 from flash_vstream_ros.errors import BadFrameError, MemoryFileError
+from flash_vstream_ros.memory.loading import part_from_state, sse_from_state
 from flash_vstream_ros.memory.prov import MAX_CAMERAS, Prov
-from flash_vstream_ros.memory.snapshot import (
-    BufferView,
-    KeyFrames,
-    PartView,
-    Snapshot,
-    part_from_state,
-)
+from flash_vstream_ros.memory.snapshot import BufferView, KeyFrames, PartView, Snapshot
 from flash_vstream_ros.memory.store import ClusterSet, FrameBuffer
 from flash_vstream_ros.memory.timeline import Timeline
 from flash_vstream_ros.stamps import stamp_error
@@ -70,7 +65,7 @@ class StreamBase:
 
     def _timeline_from_state(
         self, tensors: Mapping[str, torch.Tensor], n_cams: int
-    ) -> tuple[torch.Tensor, Prov, torch.Tensor, Prov] | None:
+    ) -> tuple[torch.Tensor, Prov, torch.Tensor, Prov, torch.Tensor] | None:
         """The validated timeline of a state (checked before anything is replaced)."""
         t = self.timeline_cfg
         if not t.segments:
@@ -81,9 +76,11 @@ class StreamBase:
         )
         if means[0].shape[0] != frames[0].shape[0]:
             raise MemoryFileError('memory state timeline and timeline_frames differ in length')
-        return (*means, *frames)
+        return (*means, *frames, sse_from_state(tensors, 'timeline', means[0].shape[0]))
 
-    def _load_timeline(self, loaded: tuple[torch.Tensor, Prov, torch.Tensor, Prov] | None) -> None:
+    def _load_timeline(
+        self, loaded: tuple[torch.Tensor, Prov, torch.Tensor, Prov, torch.Tensor] | None
+    ) -> None:
         if loaded is not None:
             self.timeline.load(*loaded)
 

@@ -22,15 +22,9 @@ import torch
 
 from flash_vstream_ros.config import SynopsisConfig, TimelineConfig, to_dict
 from flash_vstream_ros.memory import ops
+from flash_vstream_ros.memory.loading import check_meta, dist_from_state, part_from_state
 from flash_vstream_ros.memory.prov import Prov
-from flash_vstream_ros.memory.snapshot import (
-    KeyFrames,
-    PartView,
-    Snapshot,
-    check_meta,
-    dist_from_state,
-    part_from_state,
-)
+from flash_vstream_ros.memory.snapshot import KeyFrames, PartView, Snapshot
 from flash_vstream_ros.memory.stream import StreamBase
 
 

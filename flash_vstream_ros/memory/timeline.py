@@ -7,10 +7,14 @@ A segment is a run of consecutive frames of one camera, so its span is exactly i
 Rule (exact greedy bottom-up segmentation, bounded):
 * every frame starts a segment of its own (weight 1, mean = the frame at ``segment_size``);
 * while more than ``segments`` exist, the adjacent pair (two consecutive segments of one
-  camera) whose merge costs least is merged; the cost is the Ward cost of the memory's one-merge
-  k-means step, restricted to neighbours in time: w_i w_j / (w_i + w_j) ||m_i - m_j||^2.
-  Ties go to the earliest pair. Each frame adds one segment, so once full each frame costs
-  exactly one merge;
+  camera) whose merged segment would have the least squared error is merged (bottom-up
+  segmentation): cost = E_i + E_j + w_i w_j / (w_i + w_j) ||m_i - m_j||^2, where E is a
+  segment's sum of squared distances of its frames to its mean (exact under merges: the last
+  term is the Ward cost of the memory's one-merge k-means step, restricted to neighbours in
+  time). The Ward term alone would let one long tail segment swallow every new frame (its cost
+  against a single frame stays ~||x - m||^2 however mixed the tail is); counting the merged
+  error keeps segments balanced. Ties go to the earliest pair. Each frame adds one segment, so
+  once full each frame costs exactly one merge;
 * each segment keeps a representative frame at ``frame_size`` (its map and exact stamp): on a
   merge, of the two segments' representatives the one whose map (pooled to ``segment_size``)
   lies nearer to the merged mean (the earlier on ties). So an old segment keeps a sharp key
@@ -18,7 +22,8 @@ Rule (exact greedy bottom-up segmentation, bounded):
 Cost per frame: one pair cost for the new segment, and after a merge two more (the merged
 segment with its two neighbours): O(P) tensor work, P = segment_size^2 D, plus a scan of the
 K cached costs (Python floats). Nothing depends on how long the robot has run. The cost cache
-is a pure function of the means and weights, so it is rebuilt on load, not saved.
+is a pure function of the means, weights and errors, so it is rebuilt on load, not saved
+(the errors are: ``timeline.sse``).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class Timeline:
         self.means: list[torch.Tensor] = []  # each (s, s, D), by start stamp
         self.frames: list[torch.Tensor] = []  # each (f, f, D): the representative frames
         self.prov = Prov.empty()  # segments
+        self.sse: list[float] = []  # per segment: sum of squared distances of frames to mean
         self.frame_prov = Prov.empty()  # representative frames (weight 1 each)
         self.costs: list[float] = []  # cost of merging segment i with its camera's next one
 
@@ -62,6 +68,7 @@ class Timeline:
         self.frames.append(frame)
         self.prov = self.prov.cat(one)
         self.frame_prov = self.frame_prov.cat(one)
+        self.sse.append(0.0)
         self.costs.append(INF)
         n = len(self.means) - 1
         prev = self._neighbour(n, -1)
@@ -80,10 +87,14 @@ class Timeline:
             j += step
         return None
 
-    def _pair_cost(self, i: int, j: int) -> float:
+    def _ward(self, i: int, j: int) -> float:
         wi, wj = float(self.prov.weight[i]), float(self.prov.weight[j])
         d = self.means[i].float() - self.means[j].float()  # (s, s, D)
         return wi * wj / (wi + wj) * float(torch.dot(d.reshape(-1), d.reshape(-1)))
+
+    def _pair_cost(self, i: int, j: int) -> float:
+        """Squared error of the segment that merging i and j would make."""
+        return self.sse[i] + self.sse[j] + self._ward(i, j)
 
     def _merge_cheapest(self) -> None:
         i = min(range(len(self.costs)), key=self.costs.__getitem__)  # first on ties
@@ -94,6 +105,7 @@ class Timeline:
             self.means[i].reshape(-1), self.means[j].reshape(-1), wi, wj
         ).reshape(self.means[i].shape)  # (s, s, D)
         keep = i if self._rep_distance(i, merged) <= self._rep_distance(j, merged) else j
+        self.sse[i] = self.sse[i] + self.sse[j] + self._ward(i, j)
         labels = torch.arange(len(self.means))
         labels[j] = i
         labels[j + 1 :] -= 1
@@ -103,7 +115,7 @@ class Timeline:
         self.frame_prov = self.frame_prov.put(i, rep)
         gone = [x for x in range(len(self.means)) if x != j]
         self.frame_prov = self.frame_prov.take(torch.tensor(gone))
-        del self.means[j], self.frames[j], self.costs[j]
+        del self.means[j], self.frames[j], self.costs[j], self.sse[j]
         nxt = self._neighbour(i, +1)
         self.costs[i] = INF if nxt is None else self._pair_cost(i, nxt)
         prev = self._neighbour(i, -1)
@@ -116,8 +128,17 @@ class Timeline:
 
     def views(self) -> tuple[PartView, PartView]:
         """Immutable views: the segment means and their representative frames."""
+        sse = torch.tensor(self.sse, dtype=torch.float64)  # (n,), saved as timeline.sse
         means = PartView(
-            'timeline', self.side, self.k, tuple(self.means), self.prov, True, role='timeline'
+            'timeline',
+            self.side,
+            self.k,
+            tuple(self.means),
+            self.prov,
+            True,
+            None,
+            'timeline',
+            sse,
         )
         frames = PartView(
             'timeline_frames',
@@ -130,12 +151,16 @@ class Timeline:
         )
         return means, frames
 
-    def load(self, means: torch.Tensor, prov: Prov, frames: torch.Tensor, fprov: Prov) -> None:
-        """means (n, s, s, D) and frames (n, f, f, D) by start stamp, with their provenance."""
+    def load(
+        self, means: torch.Tensor, prov: Prov, frames: torch.Tensor, fprov: Prov, sse: torch.Tensor
+    ) -> None:
+        """means (n, s, s, D) and frames (n, f, f, D) by start stamp, with their provenance,
+        and the segments' squared errors sse (n,)."""
         self.reset()
         self.means = list(means.to(self.device, self.dtype).unbind(0))
         self.frames = list(frames.to(self.device, self.dtype).unbind(0))
         self.prov, self.frame_prov = prov, fprov
+        self.sse = [float(v) for v in sse.tolist()]
         self.costs = [INF] * len(self.means)
         for i in range(len(self.means)):
             nxt = self._neighbour(i, +1)
