@@ -51,8 +51,8 @@ def test_kv_cache_is_layers_x_2_x_tokens_x_width() -> None:
     cfg = profile('agx_orin')
     est = estimate(cfg, device='cuda')
     prompt = budget.PROMPT_TEMPLATE_TOKENS + cfg.generation.max_question_chars // 4
-    assert est.visual_tokens == 681
-    assert est.context_tokens == 681 + prompt + cfg.generation.max_new_tokens
+    assert est.visual_tokens == 681 + 2 * 256  # the paper's STAR and 2 recent frames in full
+    assert est.context_tokens == est.visual_tokens + prompt + cfg.generation.max_new_tokens
     assert est.kv_cache == 32 * 2 * 4096 * est.context_tokens * 2
     assert kv_cache_bytes(VICUNA_7B, 1, 2) == 512 * 1024  # 0.5 MiB per token, no GQA
 

@@ -328,3 +328,22 @@ def test_camera_names_in_a_state_are_checked() -> None:
     for bad in (['a,b'], ['cam', 'cam'], ['x\x00']):
         with pytest.raises(MemoryFileError, match='cameras'):
             mem.load_state(tensors, {**meta, 'cameras': bad})
+
+
+def test_learned_qk_change_a_chunked_update_and_not_a_per_frame_one() -> None:
+    """With one key per update (1x1 slots, one frame) the softmax is 1 whatever q/k are: the
+    checkpoint's projections have no effect. With a chunk's keys they do."""
+    torch.manual_seed(0)
+    qk = (torch.nn.Linear(D, 3), torch.nn.Linear(D, 3))
+    x = scenes(list(range(12)), noise=0.5)
+    out = {}
+    for chunk in (1, 4):
+        for name, proj in (('identity', None), ('learned', qk)):
+            cfg = dataclasses.replace(
+                SMALL, abstract_chunk=chunk, long_term_after_recent=False, abstract_seed_cosine=1.0
+            )
+            mem = StarMemory(cfg, D, qk=proj)
+            feed(mem, x)
+            out[chunk, name] = mem.abstract.clone()
+    torch.testing.assert_close(out[1, 'identity'], out[1, 'learned'])
+    assert not torch.allclose(out[4, 'identity'], out[4, 'learned'], atol=1e-4)

@@ -178,6 +178,7 @@ def memory_tokens(memory: MemoryConfig) -> tuple[int, int]:
             + (0 if shared else star.spatial_frames * star.spatial_size**2)
         )
         parts += (star.chunk_frames - 1) * star.abstract_size**2  # the abstract's pending chunk
+        parts += star.recent_frames * star.recent_size**2
         per_frame = star.retrieved_size**2 + star.temporal_size**2
         stored = parts + star.buffer_frames * per_frame + timeline_tokens(memory)
         return star.token_count, stored

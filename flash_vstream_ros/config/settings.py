@@ -28,6 +28,16 @@ class StarConfig(ConfigNode):
     spatial_size: int = param(
         8, 'Spatial memory: side of the pooled map (8 -> 8x8 tokens)', low=1, high=64
     )
+    recent_frames: int = param(
+        0,
+        'Recent frames: newest frames read out at recent_size, after the spatial part '
+        "(0 = none, the paper's memory)",
+        low=0,
+        high=64,
+    )
+    recent_size: int = param(
+        16, 'Recent frames: side of a recent frame map (16 -> 256 tokens)', low=1, high=128
+    )
     temporal_clusters: int = param(25, 'Temporal memory: k-means clusters (K)', low=1, high=1024)
     temporal_size: int = param(4, 'Temporal memory: side of each centroid map', low=1, high=64)
     abstract_slots: int = param(25, 'Abstract memory: semantic slots', low=0, high=1024)
@@ -125,6 +135,7 @@ class StarConfig(ConfigNode):
             + self.temporal_clusters * self.temporal_size**2
             + self.retrieved_frames * self.retrieved_size**2
             + self.spatial_frames * self.spatial_size**2
+            + self.recent_frames * self.recent_size**2
         )
 
 

@@ -35,6 +35,7 @@ from flash_vstream_ros.errors import ConfigError
 from flash_vstream_ros.memory import ops
 from flash_vstream_ros.memory.loading import check_meta, dist_from_state, part_from_state
 from flash_vstream_ros.memory.prov import Prov
+from flash_vstream_ros.memory.recent import RecentFrames
 from flash_vstream_ros.memory.snapshot import KeyFrames, PartView, Snapshot
 from flash_vstream_ros.memory.stream import StreamBase
 
@@ -79,8 +80,8 @@ class StarMemory(StreamBase):
         self.buffer = self._frame_buffer(
             c.buffer_frames if c.buffer_capped else None, c.retrieved_size, c.temporal_size
         )
-        self.spatial: tuple[torch.Tensor, ...] = ()  # each (s, s, D), oldest first
-        self.spatial_prov = Prov.empty()
+        self.spatial_part = RecentFrames(c.spatial_frames, c.spatial_size)
+        self.recent = RecentFrames(c.recent_frames, c.recent_size)
         self.abstract = self._no_slots()  # (n, a, a, D)
         self.abstract_prov = Prov.empty()
         self.chunk = self._no_slots()  # (c, a, a, D): frames waiting for the next update
@@ -96,12 +97,15 @@ class StarMemory(StreamBase):
         c = self.cfg
         one = Prov.frame(stamp, bit)
         sides = {c.spatial_size, c.retrieved_size, *self._timeline_sides()}
+        sides |= {c.recent_size} if c.recent_frames else set()
         if not c.long_term_after_recent:
             sides |= {c.temporal_size, c.abstract_size}
         pooled = {s: ops.pool_map(x, s) for s in sides}  # side -> (s, s, D), each pooled once
         self.buffer.push(pooled[c.retrieved_size], stamp, bit)
         self._add_to_timeline(pooled, one)
-        leaving = self._update_spatial(pooled[c.spatial_size], one)
+        leaving = self.spatial_part.push(pooled[c.spatial_size], one)
+        if c.recent_frames:  # a copy: its bytes never depend on which other part shares it
+            self.recent.push(pooled[c.recent_size].clone(), one)
         if not c.long_term_after_recent:
             self._long_term(pooled[c.temporal_size], pooled[c.abstract_size], one)
         elif leaving is not None:
@@ -115,16 +119,13 @@ class StarMemory(StreamBase):
         self.temporal.add(temporal, prov)
         self._update_abstract(abstract, prov)
 
-    def _update_spatial(self, frame: torch.Tensor, prov: Prov) -> tuple[torch.Tensor, Prov] | None:
-        """Push the newest map; returns the (map, provenance) that left the FIFO, if any."""
-        n = self.cfg.spatial_frames
-        frames = (*self.spatial, frame)
-        both = self.spatial_prov.cat(prov)
-        self.spatial = frames[-n:]
-        self.spatial_prov = both.take(torch.arange(len(both))[-n:])
-        if len(frames) <= n:
-            return None
-        return frames[0], both.take(torch.tensor([0]))
+    @property
+    def spatial(self) -> tuple[torch.Tensor, ...]:
+        return self.spatial_part.frames
+
+    @property
+    def spatial_prov(self) -> Prov:
+        return self.spatial_part.prov
 
     def _update_abstract(self, e: torch.Tensor, prov: Prov) -> None:
         c = self.cfg
@@ -167,9 +168,8 @@ class StarMemory(StreamBase):
             ),
             temporal,
             KeyFrames('retrieved', c.retrieved_frames, c.retrieval, False, temporal, buffer),
-            PartView(
-                'spatial', c.spatial_size, c.spatial_frames, self.spatial, self.spatial_prov, False
-            ),
+            self.spatial_part.view('spatial'),
+            *((self.recent.view('recent'),) if c.recent_frames else ()),
             *self._timeline_parts(),
             PartView(
                 'abstract_chunk',
@@ -197,6 +197,8 @@ class StarMemory(StreamBase):
             'spatial': (c.spatial_size, c.spatial_frames),
             'abstract_chunk': (c.abstract_size, c.chunk_frames - 1),
         }
+        if c.recent_frames:
+            sizes['recent'] = (c.recent_size, c.recent_frames)
         loaded = {
             n: part_from_state(tensors, n, s, self.dim, k, n_cams) for n, (s, k) in sizes.items()
         }
@@ -211,8 +213,9 @@ class StarMemory(StreamBase):
         maps, prov = loaded['abstract_chunk']
         self.chunk, self.chunk_prov = maps.to(self.device, self.dtype), prov
         self.temporal.load(*loaded['temporal'], dist)
-        maps, prov = loaded['spatial']
-        self.spatial, self.spatial_prov = tuple(maps.to(self.device, self.dtype)), prov
+        self.spatial_part.load(*loaded['spatial'], self.device, self.dtype)
+        if 'recent' in loaded:
+            self.recent.load(*loaded['recent'], self.device, self.dtype)
         self._load_buffer(*buffer)
         self._load_timeline(timeline)
         log.debug('loaded STAR memory state: %d frames', self.frames)

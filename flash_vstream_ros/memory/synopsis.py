@@ -24,7 +24,8 @@ from flash_vstream_ros.config import SynopsisConfig, TimelineConfig, to_dict
 from flash_vstream_ros.memory import ops
 from flash_vstream_ros.memory.loading import check_meta, dist_from_state, part_from_state
 from flash_vstream_ros.memory.prov import Prov
-from flash_vstream_ros.memory.snapshot import KeyFrames, PartView, Snapshot
+from flash_vstream_ros.memory.recent import RecentFrames
+from flash_vstream_ros.memory.snapshot import KeyFrames, Snapshot
 from flash_vstream_ros.memory.stream import StreamBase
 
 
@@ -52,8 +53,7 @@ class SynopsisMemory(StreamBase):
             c.clusters, c.cluster_size, c.kmeans_weighted, 'deterministic', 10, 1e-4
         )
         self.buffer = self._frame_buffer(c.buffer_frames, c.detail_size, c.cluster_size)
-        self.recent: tuple[torch.Tensor, ...] = ()  # each (r, r, D), oldest first
-        self.recent_prov = Prov.empty()
+        self.recent = RecentFrames(c.recent_frames, c.recent_size)
 
     def update(self, features: torch.Tensor, stamp: int, camera: str) -> None:
         x = self._check_frame(features, stamp)  # (H, W, D)
@@ -66,11 +66,8 @@ class SynopsisMemory(StreamBase):
             self.buffer.push(pooled[c.detail_size], stamp, bit)
         self.synopsis.add(pooled[c.cluster_size], one)
         self._add_to_timeline(pooled, one)
-        if c.recent_frames > 0:
-            n = c.recent_frames
-            self.recent = (*self.recent, pooled[c.recent_size])[-n:]
-            both = self.recent_prov.cat(one)
-            self.recent_prov = both.take(torch.arange(len(both))[-n:])
+        if c.recent_frames:  # a copy: its bytes never depend on which other part shares it
+            self.recent.push(pooled[c.recent_size].clone(), one)
         self.frames += 1
 
     def snapshot(self) -> Snapshot:
@@ -78,9 +75,7 @@ class SynopsisMemory(StreamBase):
         buffer = self.buffer.view(c.buffer_frames)
         synopsis = self.synopsis.view('synopsis', c.clusters)
         detail = KeyFrames('detail', c.detail_frames, 'paper', True, synopsis, buffer)
-        recent = PartView(
-            'recent', c.recent_size, c.recent_frames, self.recent, self.recent_prov, True
-        )
+        recent = self.recent.view('recent')
         parts = (
             synopsis,
             detail,
@@ -115,6 +110,5 @@ class SynopsisMemory(StreamBase):
         self.synopsis.load(*synopsis, dist)
         self._load_buffer(*buffer)
         if recent is not None:
-            self.recent = tuple(recent[0].to(self.device, self.dtype))
-            self.recent_prov = recent[1]
+            self.recent.load(*recent, self.device, self.dtype)
         self._load_timeline(timeline)
