@@ -138,7 +138,7 @@ def feed(targets: list[int]) -> tuple[list[Checkpoint], torch.Tensor]:
         for i in range(done, target):
             feat = torch.randn(GRID, GRID, DIM, generator=gen)  # (16, 16, D)
             t0 = time.perf_counter()
-            memory.update(feat, float(i), 'cam')
+            memory.update(feat, i * 100_000_000, 'cam')  # 10 Hz stamps, ns
             update_s += time.perf_counter() - t0
             small = torch.nn.functional.adaptive_avg_pool2d(feat.permute(2, 0, 1), BASELINE_POOL)
             pooled.append(small.flatten(1).T.contiguous())  # (4, D)

@@ -44,7 +44,7 @@ class KeepEveryFrame:
     def __init__(self) -> None:
         self.frames: list[torch.Tensor] = []
 
-    def update(self, features: torch.Tensor, stamp: float, camera: str) -> None:
+    def update(self, features: torch.Tensor, stamp: int, camera: str) -> None:
         self.frames.append(ops.pool_map(features, 8))  # (8, 8, D)
 
     def nbytes(self) -> int:
@@ -106,7 +106,7 @@ def run(name: str, make: Callable[[], StreamMemory], checkpoints: list[int],
     for i in range(max(checkpoints)):
         x = frame(i)
         t, c = time.perf_counter(), time.thread_time()
-        mem.update(x, float(i), 'cam')
+        mem.update(x, i * 100_000_000, 'cam')  # 10 Hz stamps, ns
         if i in timed:
             cpu.append(time.thread_time() - c)
             wall.append(time.perf_counter() - t)

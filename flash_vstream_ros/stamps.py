@@ -13,6 +13,7 @@ import math
 import numbers
 
 NS_PER_S = 1_000_000_000
+INT64 = (-(2**63), 2**63 - 1)  # what the memory's int64 tensors hold
 
 
 def to_ns(seconds: float) -> int:
@@ -44,7 +45,14 @@ def stamp_error(value: object) -> str | None:
                 '(flash_vstream_ros.stamps.to_ns converts seconds)'
             )
         return f'stamp must be integer nanoseconds, got {value!r}'
+    if not INT64[0] <= int(value) <= INT64[1]:
+        return f'stamp {value!r} ns is outside the int64 range'
     return None
+
+
+def clamp_ns(value: int) -> int:
+    """``value`` clamped into the int64 range (a window bound far in the past or future)."""
+    return min(max(value, INT64[0]), INT64[1])
 
 
 def fmt_s(ns: int | None) -> str:

@@ -483,3 +483,25 @@ def test_failed_start_is_reported() -> None:
     with pytest.raises(ConfigError, match=r'MemoryConfig\.kind'):
         eng.start()
     assert eng.status().state == 'failed'
+
+
+def test_last_seconds_count_from_the_cameras_asked_about() -> None:
+    eng = make_engine()
+    eng.start()
+    try:
+        feed(eng, [0.0, 1.0, 2.0, 3.0], 'left')
+        feed(eng, [500.0], 'right')  # another clock, far ahead
+        left = eng.ask(Question('q', last_s=1.5, cameras=('left',), max_new_tokens=1))
+        huge = eng.ask(Question('q', last_s=1e300, cameras=('left',), max_new_tokens=1))
+    finally:
+        eng.stop()
+    assert left.evidence
+    assert all(e.start >= to_ns(1.5) for e in left.evidence)
+    assert huge.evidence  # from the beginning: no overflow of the int64 stamps
+
+
+def test_stamps_outside_int64_are_refused(engine: Engine) -> None:
+    with pytest.raises(BadFrameError, match='int64'):
+        engine.submit_frame(frame(), 2**63, 'cam')
+    with pytest.raises(BadQuestionError, match='int64'):
+        engine.ask(Question('q', window=TimeWindow(-(2**64), None)))

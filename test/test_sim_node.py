@@ -64,8 +64,8 @@ def camera_cmd(frames: int, *extra: str) -> list[str]:
     )  # fmt: skip
 
 
-def sampled(stamps: list[float], rate_hz: float) -> list[float]:
-    """The stamps the engine keeps at ``rate_hz`` (its own sampling rule, by stamp)."""
+def sampled(stamps: list[int], rate_hz: float) -> list[int]:
+    """The stamps (ns) the engine keeps at ``rate_hz`` (its own sampling rule, by stamp)."""
     sampler = RateSampler(rate_hz)
     return [s for s in stamps if sampler.decide(s, CAMERA_NAME) == 'accept']
 
@@ -196,9 +196,10 @@ def test_node_memory_and_counters_agree_with_the_sim_camera(
         status = client.wait_counted(frames)
         answer = client.ask('Which coloured objects did you see?')
     assert answer.success, answer.error_message
-    published = [seconds(r['stamp_ns']) for r in read_events(events) if r['event'] == 'frame']
+    published_ns = [r['stamp_ns'] for r in read_events(events) if r['event'] == 'frame']
+    published = [seconds(ns) for ns in published_ns]
     assert len(published) == frames
-    kept = sampled(published, rate)
+    kept = [seconds(ns) for ns in sampled(published_ns, rate)]  # the sampler works in ns
     # counters: everything sent arrived, and the rate sampling kept exactly the expected frames
     assert status.frames_received == frames
     assert status.frames_rejected == 0

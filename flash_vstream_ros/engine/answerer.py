@@ -124,7 +124,8 @@ class Answerer:
             raise BadQuestionError('no memory matches: the memory is empty (no frames yet)')
         cameras = check_cameras(question.cameras, known)
         span = view.span()
-        window = resolve_window(question, span[1] if span else None)
+        asked = view.span(cameras)  # "the last N s" before the newest frame of these cameras
+        window = resolve_window(question, asked[1] if asked else None)
         readout = self._read(view, window, cameras)
         if readout.tokens.shape[0] == 0:
             raise BadQuestionError(

@@ -3,8 +3,12 @@
 Decisions (each tested in test/test_engine_questions.py):
 * Empty or whitespace-only text, text longer than ``generation.max_question_chars``, and text
   holding control or binary characters (other than tab, newline, carriage return) are refused.
-* A reversed window (start > end), a non-finite bound, ``last_s < 0`` or a non-finite
-  ``last_s``, a negative ``max_new_tokens`` and a temperature outside [0, 5] are refused.
+* A reversed window (start > end), a bound that is not integer nanoseconds (int64),
+  ``last_s < 0`` or a non-finite ``last_s``, a negative ``max_new_tokens`` and a temperature
+  outside [0, 5] are refused.
+* ``last_s`` counts back from the newest frame of the cameras asked about (all cameras when
+  none is named), so a camera whose clock runs elsewhere does not empty the others' window; a
+  huge ``last_s`` reaches back to the beginning.
 * ``max_new_tokens`` above ``generation.max_new_tokens`` is clamped to it (the config is the
   operator's limit; a caller asking for more still gets an answer).
 * A window that matches no memory (entirely before the oldest or after the newest stamp, or a
@@ -22,7 +26,7 @@ from flash_vstream_ros.config import GenerationConfig
 from flash_vstream_ros.engine.status import Question
 from flash_vstream_ros.errors import BadQuestionError
 from flash_vstream_ros.memory.base import TimeWindow
-from flash_vstream_ros.stamps import fmt_s, stamp_error, to_ns
+from flash_vstream_ros.stamps import clamp_ns, fmt_s, stamp_error, to_ns
 
 ALLOWED_CONTROL = frozenset('\t\n\r')
 MAX_TEMPERATURE = 5.0
@@ -92,7 +96,8 @@ def resolve_window(question: Question, newest: int | None) -> TimeWindow | None:
     window = question.window
     if question.last_s <= 0 or newest is None:
         return window
-    start = newest - to_ns(question.last_s)
+    back = to_ns(min(question.last_s, 2.0**63 / 1e9))  # a huge last_s: from the beginning
+    start = clamp_ns(newest - back)
     if window is None:
         return TimeWindow(start, None)
     lo = start if window.start is None else max(start, window.start)

@@ -19,8 +19,10 @@ class View:
     def cameras(self) -> tuple[str, ...]:
         return tuple(sorted({c for _, s in self.snapshots for c in s.cameras}))
 
-    def span(self) -> tuple[int, int] | None:
-        spans = [sp for _, s in self.snapshots if (sp := s.span()) is not None]
+    def span(self, cameras: tuple[str, ...] = ()) -> tuple[int, int] | None:
+        """(oldest, newest) stamp in ns over the memories holding ``cameras`` (() = all)."""
+        snaps = [s for _, s in self.snapshots if not cameras or set(s.cameras) & set(cameras)]
+        spans = [sp for s in snaps if (sp := s.span()) is not None]
         if not spans:
             return None
         return min(a for a, _ in spans), max(b for _, b in spans)
