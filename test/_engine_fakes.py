@@ -85,7 +85,7 @@ class FakeModel:
             word = f'w{i}'
             words.append(word)
             if on_token is not None:
-                on_token(word)
+                on_token(word, len(words))
         return Generation(' '.join(words), len(words), 'length')
 
     def parameter_bytes(self) -> int:

@@ -209,7 +209,9 @@ def test_empty_memory_is_refused(engine: Engine) -> None:
 def test_answer_streams_tokens_and_clamps(engine: Engine) -> None:
     feed(engine, [0.0, 1.0])
     tokens: list[str] = []
-    ans = engine.ask(Question('what?', max_new_tokens=100_000), on_token=tokens.append)
+    ans = engine.ask(
+        Question('what?', max_new_tokens=100_000), on_token=lambda p, n: tokens.append(p)
+    )
     assert ans.answer_tokens == 128  # generation.max_new_tokens
     assert tokens == ans.text.split()
     assert ans.stop_reason == 'length'
@@ -273,7 +275,7 @@ def test_cancel_mid_answer() -> None:
         cancel = threading.Event()
         seen: list[str] = []
 
-        def on_token(tok: str) -> None:
+        def on_token(tok: str, tokens: int) -> None:
             seen.append(tok)
             if len(seen) == 5:
                 cancel.set()
@@ -338,7 +340,7 @@ def test_model_errors_become_model_error(engine: Engine) -> None:
 def test_callback_errors_pass_through(engine: Engine) -> None:
     feed(engine, [0.0])
 
-    def broken(tok: str) -> None:
+    def broken(tok: str, tokens: int) -> None:
         raise KeyError('publisher gone')
 
     with pytest.raises(KeyError, match='publisher gone'):

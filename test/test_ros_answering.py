@@ -33,6 +33,11 @@ SERVERS = itertools.count()
 class StubEngine:
     """Answers with three tokens, or raises what it is told to."""
 
+    # (piece, tokens generated so far): ' red' took two tokens, and one more token at the end
+    # made no text (an incomplete character), so the answer has 5 tokens in 3 pieces.
+    PIECES = (('a', 1), (' red', 3), (' box', 4))
+    TOKENS = 5
+
     def __init__(self, error: Exception | None = None, queue: int = 0) -> None:
         self.config = with_overrides(AppConfig(), {'engine.question_queue_size': queue})
         self.error = error
@@ -44,19 +49,19 @@ class StubEngine:
         self.questions.append(question)
         if self.error is not None:
             raise self.error
-        pieces = []
-        for piece in ('a', ' red', ' box'):
+        pieces, tokens = [], 0
+        for piece, tokens in self.PIECES:
             if cancel is not None and cancel.is_set():
                 break
             pieces.append(piece)
             if on_token is not None:
-                on_token(piece)
+                on_token(piece, tokens)
         stop = 'cancelled' if cancel is not None and cancel.is_set() else 'eos'
         return Answer(
             text=''.join(pieces),
             evidence=(),
             latency_s=0.1,
-            answer_tokens=len(pieces),
+            answer_tokens=self.TOKENS if stop == 'eos' else tokens,
             visual_tokens=10,
             stop_reason=stop,
             status=engine_status(),
@@ -185,7 +190,18 @@ def test_action_streams_feedback_and_succeeds(node: Node) -> None:
     assert handle.ended == 'succeeded'
     assert [f.partial_answer for f in handle.feedback] == ['a', 'a red', 'a red box']
     assert result.answer == 'a red box'
+    assert result.answer_tokens == StubEngine.TOKENS
     assert s.on_goal(AskStream.Goal(question='x')) == GoalResponse.ACCEPT  # slot released
+
+
+def test_feedback_counts_tokens_not_pieces(node: Node) -> None:
+    """Feedback answer_tokens is the tokens generated so far (as the result counts them), not
+    the number of pieces: a piece may hold several tokens, and a token may make no text."""
+    s = server(node, StubEngine())
+    handle = StubGoalHandle(AskStream.Goal(question='what?'))
+    result = s.execute(handle)
+    assert [f.answer_tokens for f in handle.feedback] == [1, 3, 4]
+    assert handle.feedback[-1].answer_tokens <= result.answer_tokens == 5
 
 
 def test_a_goal_cancelled_before_it_runs_ends_cancelled(node: Node) -> None:

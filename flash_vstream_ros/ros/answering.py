@@ -140,12 +140,10 @@ class AskServer:
             return fill_failure(result, why, None, self._state())
         pieces: list[str] = []
 
-        def on_token(text: str) -> None:
-            pieces.append(text)
+        def on_token(text: str, tokens: int) -> None:
+            pieces.append(text)  # answer_tokens: tokens generated, as in the result
             goal_handle.publish_feedback(
-                AskStream.Feedback(
-                    text=text, partial_answer=''.join(pieces), answer_tokens=len(pieces)
-                )
+                AskStream.Feedback(text=text, partial_answer=''.join(pieces), answer_tokens=tokens)
             )
 
         try:
