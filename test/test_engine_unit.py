@@ -189,6 +189,7 @@ def test_not_ready_before_start() -> None:
         (Question('q', last_s=-1.0), 'last_s'),
         (Question('q', max_new_tokens=-3), 'max_new_tokens'),
         (Question('q', temperature=-0.5), 'temperature'),
+        (Question('q', temperature=5e-324), 'temperature must be 0 .greedy. or >= 0.001'),
         (Question('q', cameras=('nope',)), r"unknown camera\(s\) \['nope'\].*'cam'"),
         (Question('q', window=TimeWindow(100.0, 200.0)), 'no memory matches'),
         (Question('q', window=TimeWindow(None, -5.0)), 'no memory matches'),
@@ -335,6 +336,19 @@ def test_model_errors_become_model_error(engine: Engine) -> None:
     assert engine.ask(Question('q', max_new_tokens=2)).text == 'w0 w1'  # still usable
     st = engine.status()
     assert (st.questions_failed, st.questions_answered) == (3, 1)
+
+
+def test_generation_settings_change_while_running(engine: Engine) -> None:
+    feed(engine, [0.0])
+    assert engine.set_generation({'max_new_tokens': 3, 'temperature': 1}).temperature == 1.0
+    assert engine.ask(Question('q')).answer_tokens == 3
+    before = engine.config
+    with pytest.raises(ConfigError, match=r'temperature must be 0 \(greedy\) or >= 0\.001'):
+        engine.set_generation({'max_new_tokens': 7, 'temperature': 1e-9})
+    with pytest.raises(ConfigError, match='unknown parameter'):
+        engine.set_generation({'max_tokens': 7})
+    assert engine.config is before
+    assert engine.ask(Question('q')).answer_tokens == 3
 
 
 def test_callback_errors_pass_through(engine: Engine) -> None:

@@ -4,7 +4,8 @@ Decisions (each tested in test/test_engine_questions.py):
 * Empty or whitespace-only text, text longer than ``generation.max_question_chars``, and text
   holding control or binary characters (other than tab, newline, carriage return) are refused.
 * A reversed window (start > end), a non-finite bound, ``last_s < 0`` or a non-finite
-  ``last_s``, a negative ``max_new_tokens`` and a temperature outside [0, 5] are refused.
+  ``last_s``, a negative ``max_new_tokens``, a temperature outside [0, 5] and a positive one
+  below ``MIN_SAMPLING_TEMPERATURE`` (it overflows the logits) are refused.
 * ``max_new_tokens`` above ``generation.max_new_tokens`` is clamped to it (the config is the
   operator's limit; a caller asking for more still gets an answer).
 * A window that matches no memory (entirely before the oldest or after the newest stamp, or a
@@ -19,6 +20,7 @@ import math
 import unicodedata
 
 from flash_vstream_ros.config import GenerationConfig
+from flash_vstream_ros.config.settings import MIN_SAMPLING_TEMPERATURE
 from flash_vstream_ros.engine.status import Question
 from flash_vstream_ros.errors import BadQuestionError
 from flash_vstream_ros.memory.base import TimeWindow
@@ -66,6 +68,10 @@ def check_limits(question: Question, gen: GenerationConfig) -> Limits:
     if not math.isfinite(temperature) or not 0.0 <= temperature <= MAX_TEMPERATURE:
         raise BadQuestionError(
             f'temperature must be within [0, {MAX_TEMPERATURE}], got {temperature!r}'
+        )
+    if 0.0 < temperature < MIN_SAMPLING_TEMPERATURE:  # overflows the logits (see the constant)
+        raise BadQuestionError(
+            f'temperature must be 0 (greedy) or >= {MIN_SAMPLING_TEMPERATURE}, got {temperature!r}'
         )
     return Limits(max_new_tokens=min(tokens, gen.max_new_tokens), temperature=temperature)
 

@@ -1,0 +1,143 @@
+"""The node in this process on the fake model: live parameters, goal admission, dead clients.
+
+A FlashVStreamNode spins on a background executor with an Engine on _engine_fakes' FakeModel
+(answers 'w0 w1 ...', one token per word, optionally slowed per token), so answers are quick
+and their token counts exact. The test's Client joins from its own context, as a remote caller
+would. The node lives in its own namespace and domain: other test runs on the machine do not
+see it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+import math
+import threading
+from typing import Any
+
+from _engine_fakes import FakeModel, fake_build_memory
+import numpy as np
+import pytest
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+
+from flash_vstream_ros.config import AppConfig
+from flash_vstream_ros.engine import Engine
+from flash_vstream_ros.ros.node import FlashVStreamNode
+from flash_vstream_ros.srv import Ask
+
+from _ros_node_helpers import Client  # isort: skip
+
+pytestmark = pytest.mark.ros
+
+DOMAIN_ID = 86
+NAMESPACE = 'live_test'
+NODE = f'/{NAMESPACE}/flash_vstream'
+
+
+@dataclass
+class Live:
+    node: FlashVStreamNode
+    engine: Engine
+    model: FakeModel
+    client: Client
+
+
+@pytest.fixture(scope='module')
+def live() -> Iterator[Live]:
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
+    model = FakeModel()
+    engines: list[Engine] = []
+
+    def factory(config: AppConfig) -> Engine:
+        engines.append(Engine(config, model, memory_factory=fake_build_memory))
+        return engines[-1]
+
+    overrides = [
+        Parameter('ros.autostart', value=False),
+        Parameter('engine.ingest_rate_hz', value=0.0),
+        Parameter('engine.question_queue_size', value=1),
+    ]
+    node = FlashVStreamNode(
+        factory, context=ctx, namespace=NAMESPACE, parameter_overrides=overrides
+    )
+    executor = MultiThreadedExecutor(num_threads=8, context=ctx)
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    try:
+        assert node.start()
+        engine = engines[-1]
+        for i in range(3):
+            engine.submit_frame(np.full((12, 16, 3), 40 * i, np.uint8), float(i), 'cam')
+        assert engine.wait_idle(10.0)
+        thread.start()
+        client = Client(DOMAIN_ID, 'live_client')
+        try:
+            yield Live(node, engine, model, client)
+        finally:
+            client.close()
+    finally:
+        executor.shutdown()
+        node.close()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+        thread.join(5.0)
+
+
+def ask(live: Live, question: str = 'what?', **fields: Any) -> Any:
+    request = Ask.Request(question=question, temperature=-1.0)
+    for name, value in fields.items():
+        setattr(request, name, value)
+    return live.client.call(Ask, f'{NODE}/ask', request)
+
+
+def set_param(live: Live, name: str, value: Any) -> Any:
+    return live.node.set_parameters([Parameter(name, value=value)])[0]
+
+
+def test_generation_parameters_apply_to_the_next_answer(live: Live) -> None:
+    first = ask(live)
+    assert first.success, first.error_message
+    assert first.answer_tokens == 128  # generation.max_new_tokens's default
+    assert set_param(live, 'generation.max_new_tokens', 5).successful
+    assert set_param(live, 'generation.temperature', 0.7).successful
+    assert set_param(live, 'generation.top_p', 0.9).successful
+    answer = ask(live)
+    assert answer.success, answer.error_message
+    assert answer.answer_tokens == 5
+    request = live.model.last_request
+    assert request is not None
+    assert (request.max_new_tokens, request.temperature, request.top_p) == (5, 0.7, 0.9)
+    assert set_param(live, 'generation.max_question_chars', 3).successful
+    refused = ask(live, 'what?')
+    assert not refused.success
+    assert 'the limit is 3' in refused.error_message
+    assert set_param(live, 'generation.max_question_chars', 2000).successful
+
+
+@pytest.mark.parametrize(
+    ('name', 'value'),
+    [
+        ('generation.max_new_tokens', -1),
+        ('generation.max_new_tokens', 0),
+        ('generation.temperature', math.nan),
+        ('generation.temperature', 5e-324),
+        ('generation.temperature', 1e-300),
+        ('generation.top_p', 1.5),
+    ],
+)
+def test_invalid_generation_values_are_refused_and_nothing_changes(
+    live: Live, name: str, value: Any
+) -> None:
+    assert set_param(live, 'generation.max_new_tokens', 5).successful
+    before_param = live.node.get_parameter(name).value
+    before = live.engine.config.generation
+    result = set_param(live, name, value)
+    assert not result.successful
+    assert result.reason
+    assert live.node.get_parameter(name).value == before_param
+    assert live.engine.config.generation == before
+    assert ask(live).answer_tokens == 5
