@@ -288,6 +288,32 @@ def test_cancel_mid_answer() -> None:
     assert ans.answer_tokens == 5
 
 
+def test_questions_in_flight_counts_answering_and_waiting() -> None:
+    model = FakeModel(token_delay_s=0.02)
+    eng = make_engine(model, **{'engine.question_queue_size': 1})
+    eng.start()
+    try:
+        feed(eng, [0.0])
+        assert eng.questions_in_flight() == 0
+        askers = [
+            threading.Thread(target=eng.ask, args=(Question('q', max_new_tokens=100),))
+            for _ in range(2)
+        ]
+        for asker in askers:
+            asker.start()
+        deadline = time.monotonic() + 10.0
+        while eng.questions_in_flight() < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert eng.questions_in_flight() == 2
+        assert eng._gate.full()
+        for asker in askers:
+            asker.join(30.0)
+        assert eng.questions_in_flight() == 0
+        assert not eng._gate.full()
+    finally:
+        eng.stop()
+
+
 def test_busy_when_queue_full() -> None:
     model = FakeModel(token_delay_s=0.02)
     eng = make_engine(model, **{'engine.question_queue_size': 1})

@@ -42,6 +42,7 @@ class StubEngine:
         self.config = with_overrides(AppConfig(), {'engine.question_queue_size': queue})
         self.error = error
         self.questions: list[Question] = []
+        self.in_flight = 0  # questions the engine holds from other callers (~/ask)
 
     def ask(
         self, question: Question, on_token: Any = None, cancel: threading.Event | None = None
@@ -66,6 +67,9 @@ class StubEngine:
             stop_reason=stop,
             status=engine_status(),
         )
+
+    def questions_in_flight(self) -> int:
+        return self.in_flight
 
     def status(self) -> Any:
         if self.error is not None:
@@ -182,6 +186,21 @@ def test_goals_beyond_the_question_queue_are_rejected(node: Node) -> None:
     assert s.on_goal(goal) == GoalResponse.REJECT  # one answering + one waiting
 
 
+def test_questions_from_ask_count_against_the_goals(node: Node) -> None:
+    """The engine's queue is shared with ~/ask: a goal that could only wait in a full queue
+    is rejected when it arrives, not accepted and then aborted busy."""
+    engine = StubEngine(queue=1)
+    s = server(node, engine)
+    goal = AskStream.Goal(question='x')
+    engine.in_flight = 2  # ~/ask: one answered, one waiting
+    assert s.on_goal(goal) == GoalResponse.REJECT
+    engine.in_flight = 1
+    assert s.on_goal(goal) == GoalResponse.ACCEPT
+    assert s.on_goal(goal) == GoalResponse.REJECT  # the accepted goal holds the last place
+    s.execute(StubGoalHandle(AskStream.Goal(question='what?')))
+    assert s.on_goal(goal) == GoalResponse.ACCEPT  # the goal reached the engine: place freed
+
+
 def test_action_streams_feedback_and_succeeds(node: Node) -> None:
     s = server(node, StubEngine())
     assert s.on_goal(AskStream.Goal(question='x')) == GoalResponse.ACCEPT
@@ -198,6 +217,7 @@ def test_feedback_counts_tokens_not_pieces(node: Node) -> None:
     """Feedback answer_tokens is the tokens generated so far (as the result counts them), not
     the number of pieces: a piece may hold several tokens, and a token may make no text."""
     s = server(node, StubEngine())
+    assert s.on_goal(AskStream.Goal(question='what?')) == GoalResponse.ACCEPT
     handle = StubGoalHandle(AskStream.Goal(question='what?'))
     result = s.execute(handle)
     assert [f.answer_tokens for f in handle.feedback] == [1, 3, 4]

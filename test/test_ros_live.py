@@ -19,16 +19,18 @@ from _engine_fakes import FakeModel, fake_build_memory
 import numpy as np
 import pytest
 import rclpy
+from rclpy.action import ActionClient
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 
+from flash_vstream_ros.action import AskStream
 from flash_vstream_ros.config import AppConfig
 from flash_vstream_ros.engine import Engine
 from flash_vstream_ros.ros.node import FlashVStreamNode
 from flash_vstream_ros.srv import Ask
 
-from _ros_node_helpers import Client  # isort: skip
+from _ros_node_helpers import Client, result_of, wait_for  # isort: skip
 
 pytestmark = pytest.mark.ros
 
@@ -87,6 +89,14 @@ def live() -> Iterator[Live]:
         thread.join(5.0)
 
 
+def action_client(live: Live) -> ActionClient:
+    action = live.client.on_executor(
+        lambda: ActionClient(live.client.node, AskStream, f'{NODE}/ask_stream')
+    )
+    assert action.wait_for_server(timeout_sec=30.0)
+    return action
+
+
 def ask(live: Live, question: str = 'what?', **fields: Any) -> Any:
     request = Ask.Request(question=question, temperature=-1.0)
     for name, value in fields.items():
@@ -141,3 +151,34 @@ def test_invalid_generation_values_are_refused_and_nothing_changes(
     assert live.node.get_parameter(name).value == before_param
     assert live.engine.config.generation == before
     assert ask(live).answer_tokens == 5
+
+
+def test_goals_are_rejected_while_questions_from_ask_fill_the_queue(live: Live) -> None:
+    """engine.question_queue_size=1: one ~/ask answered and one waiting fill the engine, so a
+    goal is rejected when it arrives (not accepted, then aborted busy)."""
+    action = action_client(live)
+    assert set_param(live, 'generation.max_new_tokens', 200).successful
+    live.model.token_delay_s = 0.02  # each answer takes about 4 s
+    answers: list[Any] = []
+    askers = [threading.Thread(target=lambda: answers.append(ask(live))) for _ in range(2)]
+    try:
+        for asker in askers:
+            asker.start()
+        gate = live.engine._gate
+        wait_for(lambda: gate.active and gate.waiting == 1, 30.0, 'one answered, one waiting')
+        handle = result_of(
+            action.send_goal_async(AskStream.Goal(question='and now?')), 30.0, 'goal response'
+        )
+        assert not handle.accepted
+    finally:
+        for asker in askers:
+            asker.join(60.0)
+        live.model.token_delay_s = 0.0
+    assert [a.success for a in answers] == [True, True]
+    assert set_param(live, 'generation.max_new_tokens', 5).successful
+    handle = result_of(
+        action.send_goal_async(AskStream.Goal(question='now?')), 30.0, 'goal response'
+    )
+    assert handle.accepted
+    response = result_of(handle.get_result_async(), 30.0, 'result')
+    assert response.result.success, response.result.error_message

@@ -209,6 +209,15 @@ class Engine:
         """
         return self._answerer.ask(question, on_token, cancel)
 
+    def questions_in_flight(self) -> int:
+        """Questions being answered or waiting for the model, from every caller at once.
+
+        The question queue is shared by all callers (an adapter's service and action alike):
+        an adapter that admits requests ahead of ask() compares this with
+        ``1 + engine.question_queue_size``, so it can refuse at once instead of failing later.
+        """
+        return self._answerer.gate.in_flight()
+
     # ------------------------------------------------------------------ status, key frames
 
     def status(self) -> EngineStatus:

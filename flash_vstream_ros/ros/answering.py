@@ -7,7 +7,11 @@ message; an unexpected exception is logged once with its traceback and reported 
 The action streams each generated piece of text as feedback. A cancel request sets the engine's
 cancel event, so generation stops at the next token; the goal then ends cancelled with the
 partial answer. Goals beyond what the engine can hold (one answering plus
-``engine.question_queue_size`` waiting) are rejected when they arrive, with the reason logged.
+``engine.question_queue_size`` waiting) are rejected when they arrive, with the reason logged:
+the queue is shared with ``~/ask``, so its questions count too (``Engine.questions_in_flight``),
+as do goals accepted but not yet at the engine. Between that check and the goal reaching the
+engine another question can still take the last place; that goal is then aborted busy (rare:
+accepted goals start at once).
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ class AskServer:
         self._state = state
         self._log = node.get_logger()
         self._lock = threading.Lock()
-        self._goals = 0  # accepted goals not yet finished
+        self._starting = 0  # accepted goals not yet handed to the engine (it counts the rest)
         self._cancels: dict[bytes, threading.Event] = {}
         node.create_service(
             Ask,
@@ -102,13 +106,15 @@ class AskServer:
             return GoalResponse.REJECT
         capacity = 1 + engine.config.engine.question_queue_size
         with self._lock:
-            if self._goals >= capacity:
+            held = engine.questions_in_flight() + self._starting
+            if held >= capacity:
                 self._log.warning(
-                    f'ask_stream goal rejected: busy, {self._goals} goals in progress '
-                    f'(engine.question_queue_size={capacity - 1}); retry later'
+                    f'ask_stream goal rejected: busy, {held} questions answered or waiting '
+                    f'(~/ask and ~/ask_stream; engine.question_queue_size={capacity - 1}); '
+                    'retry later'
                 )
                 return GoalResponse.REJECT
-            self._goals += 1
+            self._starting += 1
         return GoalResponse.ACCEPT
 
     def on_cancel(self, goal_handle: Any) -> CancelResponse:
@@ -123,6 +129,7 @@ class AskServer:
         cancel = threading.Event()
         with self._lock:
             self._cancels[key] = cancel
+            self._starting -= 1  # about to reach the engine, which counts it from now on
         try:
             if goal_handle.is_cancel_requested:
                 cancel.set()
@@ -130,7 +137,6 @@ class AskServer:
         finally:
             with self._lock:
                 self._cancels.pop(key, None)
-                self._goals -= 1
 
     def _execute(self, goal_handle: Any, cancel: threading.Event) -> Any:
         result = AskStream.Result()
