@@ -21,9 +21,10 @@ from flash_vstream_ros.config import AppConfig, with_overrides
 from flash_vstream_ros.engine import Answer, Question
 from flash_vstream_ros.errors import BusyError, MemoryFileError
 from flash_vstream_ros.ros.answering import AskServer
+from flash_vstream_ros.ros.client_watch import ClientWatch
 from flash_vstream_ros.srv import Ask, MemoryFile
 
-from _ros_node_helpers import engine_status  # isort: skip
+from _ros_node_helpers import engine_status, wait_for  # isort: skip
 
 pytestmark = pytest.mark.ros
 
@@ -243,3 +244,51 @@ def test_a_failing_goal_is_aborted_with_the_reason(node: Node) -> None:
     assert handle.ended == 'aborted'
     assert not result.success
     assert 'cuda out of memory' in result.error_message
+
+
+@dataclass
+class Endpoint:
+    endpoint_gid: bytes
+
+
+class GraphStub:
+    """The feedback subscribers each graph look sees, in turn (the last one repeats)."""
+
+    def __init__(self, node: Node, *views: bytes) -> None:
+        self.node = node
+        self.views = list(views)
+        self.looks = 0
+
+    def get_subscriptions_info_by_topic(self, topic: str) -> list[Endpoint]:
+        view = self.views[min(self.looks, len(self.views) - 1)]
+        self.looks += 1
+        return [Endpoint(bytes([gid])) for gid in view]
+
+    def get_logger(self) -> Any:
+        return self.node.get_logger()
+
+
+def watch_until_seen(graph: GraphStub) -> list[str]:
+    calls: list[str] = []
+    stub: Any = graph  # duck-typed stand-in for the node's graph queries
+    with ClientWatch(stub, '/x/_action/feedback', lambda: calls.append('gone'), 0.001) as watch:
+        seen_all = lambda: bool(calls) or graph.looks > len(graph.views) + 2  # noqa: E731
+        wait_for(seen_all, 10.0, 'every graph view (or the client gone)')
+    assert watch.gone == bool(calls)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ('views', 'gone'),
+    [
+        ((b'', b'ab', b'bc', b'c'), True),  # a and b (there at the start) both left
+        ((b'ab', b'b', b'bc'), False),  # b may have sent the goal: it stays
+        ((b'ab', b'', b'ab'), True),  # nothing left at all: gone (a return is a new client)
+        ((b'', b'', b''), False),  # never saw a client: nothing to tell
+        ((b'a', b'ca', b'c'), True),  # c came later: it cannot have sent the goal
+    ],
+)
+def test_client_watch_sees_the_goals_possible_senders_leave(
+    node: Node, views: tuple[bytes, ...], gone: bool
+) -> None:
+    assert watch_until_seen(GraphStub(node, *views)) == (['gone'] if gone else [])

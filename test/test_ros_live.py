@@ -12,12 +12,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 import math
+from pathlib import Path
+import signal
+import subprocess
+import sys
 import threading
+import time
 from typing import Any
 
 from _engine_fakes import FakeModel, fake_build_memory
 import numpy as np
 import pytest
+from rcl_interfaces.msg import Log
 import rclpy
 from rclpy.action import ActionClient
 from rclpy.context import Context
@@ -28,6 +34,7 @@ from flash_vstream_ros.action import AskStream
 from flash_vstream_ros.config import AppConfig
 from flash_vstream_ros.engine import Engine
 from flash_vstream_ros.ros.node import FlashVStreamNode
+from flash_vstream_ros.ros.procs import PROFILE, Proc, ros_env
 from flash_vstream_ros.srv import Ask
 
 from _ros_node_helpers import Client, result_of, wait_for  # isort: skip
@@ -37,6 +44,7 @@ pytestmark = pytest.mark.ros
 DOMAIN_ID = 86
 NAMESPACE = 'live_test'
 NODE = f'/{NAMESPACE}/flash_vstream'
+HELPERS = Path(__file__).resolve().parent / 'ros_helpers'
 
 
 @dataclass
@@ -182,3 +190,54 @@ def test_goals_are_rejected_while_questions_from_ask_fill_the_queue(live: Live) 
     assert handle.accepted
     response = result_of(handle.get_result_async(), 30.0, 'result')
     assert response.result.success, response.result.error_message
+
+
+def short_lease_profile(path: Path) -> Path:
+    """The loopback profile with a 2 s participant lease: DDS drops a killed client's
+    participant 2 s after its last announcement instead of Fast DDS' default 20 s."""
+    lease = (
+        '<builtin>\n<discovery_config>'
+        '<leaseDuration><sec>2</sec><nanosec>0</nanosec></leaseDuration>'
+        '<leaseAnnouncement><sec>0</sec><nanosec>500000000</nanosec></leaseAnnouncement>'
+        '</discovery_config>'
+    )
+    path.write_text(PROFILE.read_text().replace('<builtin>', lease, 1))
+    return path
+
+
+def start_long_goal_client(tmp_path: Path) -> Proc:
+    env = ros_env(DOMAIN_ID)
+    env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(short_lease_profile(tmp_path / 'lease.xml'))
+    log = tmp_path / 'client.log'
+    args = [sys.executable, str(HELPERS / 'long_goal_client.py'), f'{NODE}/ask_stream']
+    with log.open('wb') as out:
+        popen = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return Proc(popen, log)
+
+
+def test_a_killed_clients_goal_stops_and_frees_the_model(live: Live, tmp_path: Path) -> None:
+    """The goal would take 4096 tokens x 0.05 s = 205 s; once the client is killed (SIGKILL,
+    by PID) the node notices it within the client's 2 s lease, stops the answer and logs why,
+    and the next question is answered at once."""
+    live.client.subscribe(Log, '/rosout')
+    assert set_param(live, 'generation.max_new_tokens', 4096).successful
+    live.model.token_delay_s = 0.05
+    client = start_long_goal_client(tmp_path)
+    try:
+        wait_for(lambda: 'feedback' in client.text(), 60.0, f'feedback: {client.text()}')
+        killed = time.monotonic()
+        assert client.stop(signal.SIGKILL) == -signal.SIGKILL
+        wait_for(lambda: bool(gone_logs(live)), 60.0, 'the node logging that the client is gone')
+        answer = ask(live, max_new_tokens=2)
+        waited = time.monotonic() - killed
+    finally:
+        client.stop(signal.SIGKILL)
+        live.model.token_delay_s = 0.0
+    assert answer.success, answer.error_message
+    assert waited < 60.0  # far below the 205 s the goal would have held the model
+    assert 'stopping the answer to free the model' in gone_logs(live)[0]
+    assert live.engine.questions_in_flight() == 0
+
+
+def gone_logs(live: Live) -> list[str]:
+    return [m.msg for m in live.client.messages('/rosout') if 'client is gone' in m.msg]

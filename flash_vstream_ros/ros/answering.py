@@ -12,6 +12,10 @@ the queue is shared with ``~/ask``, so its questions count too (``Engine.questio
 as do goals accepted but not yet at the engine. Between that check and the goal reaching the
 engine another question can still take the last place; that goal is then aborted busy (rare:
 accepted goals start at once).
+
+A goal whose client has gone (exited, or killed: DDS notices within the client's lease) is
+stopped like a cancelled one, so that the model is free for the next question; it ends aborted
+and the log says why (flash_vstream_ros.ros.client_watch says how the client is looked for).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from std_srvs.srv import Trigger
 from flash_vstream_ros.action import AskStream
 from flash_vstream_ros.engine import Engine
 from flash_vstream_ros.errors import FlashVStreamError
+from flash_vstream_ros.ros.client_watch import ClientWatch, feedback_topic
 from flash_vstream_ros.ros.convert import fill_answer, fill_failure, to_question
 from flash_vstream_ros.srv import Ask, MemoryFile
 
@@ -41,6 +46,7 @@ FEEDBACK_DEPTH = 256  # a burst of fast tokens must not overwrite unsent feedbac
 # loses requests when more clients than that ask at once, and their callers wait forever.
 ASK_QUEUE_DEPTH = 100
 CANCEL_SETTLE_S = 1.0  # how long to wait for the action server to mark a goal canceling
+ACTION_NAME = '~/ask_stream'
 
 
 class AskServer:
@@ -74,10 +80,11 @@ class AskServer:
         node.create_service(Trigger, '~/reset_memory', self.on_reset, callback_group=group)
         node.create_service(MemoryFile, '~/save_memory', self.on_save, callback_group=group)
         node.create_service(MemoryFile, '~/load_memory', self.on_load, callback_group=group)
+        self._feedback_topic = feedback_topic(node, ACTION_NAME)
         self.action = ActionServer(
             node,
             AskStream,
-            '~/ask_stream',
+            ACTION_NAME,
             self.execute,
             callback_group=group,
             goal_callback=self.on_goal,
@@ -133,12 +140,24 @@ class AskServer:
         try:
             if goal_handle.is_cancel_requested:
                 cancel.set()
-            return self._execute(goal_handle, cancel)
+            gone = self._client_gone(key, cancel)
+            with ClientWatch(self._node, self._feedback_topic, gone) as watch:
+                return self._execute(goal_handle, cancel, watch)
         finally:
             with self._lock:
                 self._cancels.pop(key, None)
 
-    def _execute(self, goal_handle: Any, cancel: threading.Event) -> Any:
+    def _client_gone(self, key: bytes, cancel: threading.Event) -> Callable[[], None]:
+        def gone() -> None:
+            self._log.warning(
+                f'ask_stream goal {key.hex()[:8]}: its client is gone (no action client that '
+                'could have sent it is left); stopping the answer to free the model'
+            )
+            cancel.set()
+
+        return gone
+
+    def _execute(self, goal_handle: Any, cancel: threading.Event, watch: ClientWatch) -> Any:
         result = AskStream.Result()
         engine, why = self._engine()
         if engine is None:
@@ -160,10 +179,7 @@ class AskServer:
                 result, self._reason(exc, 'ask_stream'), _status(engine), self._state()
             )
         fill_answer(result, answer, self._state())
-        if answer.stop_reason == 'cancelled' and _settle_cancel(goal_handle, cancel):
-            goal_handle.canceled()
-        else:
-            goal_handle.succeed()
+        _end_goal(goal_handle, result, cancel, watch.gone)
         return result
 
     # ------------------------------------------------------------------ memory services
@@ -220,6 +236,20 @@ def _status(engine: Engine) -> Any:
         return engine.status()
     except Exception:  # the status is a courtesy on a failure path; the failure is reported
         return None
+
+
+def _end_goal(goal_handle: Any, result: Any, cancel: threading.Event, client_gone: bool) -> None:
+    """Succeed, or cancelled when the client asked, or aborted when the client is gone."""
+    if client_gone and not goal_handle.is_cancel_requested:
+        goal_handle.abort()  # nobody is left to read it: it was stopped to free the model
+        result.success = False
+        result.error_message = (
+            f'the action client is gone: answer stopped after {result.answer_tokens} tokens'
+        )
+    elif result.stop_reason == 'cancelled' and _settle_cancel(goal_handle, cancel):
+        goal_handle.canceled()
+    else:
+        goal_handle.succeed()
 
 
 def _settle_cancel(goal_handle: Any, cancel: threading.Event) -> bool:
