@@ -10,6 +10,7 @@ see it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 import math
 from pathlib import Path
@@ -97,12 +98,18 @@ def live() -> Iterator[Live]:
         thread.join(5.0)
 
 
-def action_client(live: Live) -> ActionClient:
+@contextmanager
+def action_client(live: Live) -> Iterator[ActionClient]:
+    """An action client of the node, destroyed afterwards: a client left behind would keep
+    the node from telling that a later goal's client is gone (ros/client_watch.py)."""
     action = live.client.on_executor(
         lambda: ActionClient(live.client.node, AskStream, f'{NODE}/ask_stream')
     )
-    assert action.wait_for_server(timeout_sec=30.0)
-    return action
+    try:
+        assert action.wait_for_server(timeout_sec=30.0)
+        yield action
+    finally:
+        live.client.on_executor(action.destroy)
 
 
 def ask(live: Live, question: str = 'what?', **fields: Any) -> Any:
@@ -164,32 +171,32 @@ def test_invalid_generation_values_are_refused_and_nothing_changes(
 def test_goals_are_rejected_while_questions_from_ask_fill_the_queue(live: Live) -> None:
     """engine.question_queue_size=1: one ~/ask answered and one waiting fill the engine, so a
     goal is rejected when it arrives (not accepted, then aborted busy)."""
-    action = action_client(live)
-    assert set_param(live, 'generation.max_new_tokens', 200).successful
-    live.model.token_delay_s = 0.02  # each answer takes about 4 s
-    answers: list[Any] = []
-    askers = [threading.Thread(target=lambda: answers.append(ask(live))) for _ in range(2)]
-    try:
-        for asker in askers:
-            asker.start()
-        gate = live.engine._gate
-        wait_for(lambda: gate.active and gate.waiting == 1, 30.0, 'one answered, one waiting')
+    with action_client(live) as action:
+        assert set_param(live, 'generation.max_new_tokens', 200).successful
+        live.model.token_delay_s = 0.02  # each answer takes about 4 s
+        answers: list[Any] = []
+        askers = [threading.Thread(target=lambda: answers.append(ask(live))) for _ in range(2)]
+        try:
+            for asker in askers:
+                asker.start()
+            gate = live.engine._gate
+            wait_for(lambda: gate.active and gate.waiting == 1, 30.0, 'one answered, one waiting')
+            handle = result_of(
+                action.send_goal_async(AskStream.Goal(question='and now?')), 30.0, 'goal response'
+            )
+            assert not handle.accepted
+        finally:
+            for asker in askers:
+                asker.join(60.0)
+            live.model.token_delay_s = 0.0
+        assert [a.success for a in answers] == [True, True]
+        assert set_param(live, 'generation.max_new_tokens', 5).successful
         handle = result_of(
-            action.send_goal_async(AskStream.Goal(question='and now?')), 30.0, 'goal response'
+            action.send_goal_async(AskStream.Goal(question='now?')), 30.0, 'goal response'
         )
-        assert not handle.accepted
-    finally:
-        for asker in askers:
-            asker.join(60.0)
-        live.model.token_delay_s = 0.0
-    assert [a.success for a in answers] == [True, True]
-    assert set_param(live, 'generation.max_new_tokens', 5).successful
-    handle = result_of(
-        action.send_goal_async(AskStream.Goal(question='now?')), 30.0, 'goal response'
-    )
-    assert handle.accepted
-    response = result_of(handle.get_result_async(), 30.0, 'result')
-    assert response.result.success, response.result.error_message
+        assert handle.accepted
+        response = result_of(handle.get_result_async(), 30.0, 'result')
+        assert response.result.success, response.result.error_message
 
 
 def short_lease_profile(path: Path) -> Path:
@@ -218,18 +225,23 @@ def start_long_goal_client(tmp_path: Path) -> Proc:
 def test_a_killed_clients_goal_stops_and_frees_the_model(live: Live, tmp_path: Path) -> None:
     """The goal would take 4096 tokens x 0.05 s = 205 s; once the client is killed (SIGKILL,
     by PID) the node notices it within the client's 2 s lease, stops the answer and logs why,
-    and the next question is answered at once."""
+    and the next question is answered at once. Another action client that appeared after the
+    goal started does not hide the death."""
     live.client.subscribe(Log, '/rosout')
+    feedback = f'{NODE}/ask_stream/_action/feedback'
+    # The killed client must be the only possible sender (ros/client_watch.py): no other one.
+    wait_for(lambda: live.node.count_subscribers(feedback) == 0, 30.0, 'no other action client')
     assert set_param(live, 'generation.max_new_tokens', 4096).successful
     live.model.token_delay_s = 0.05
     client = start_long_goal_client(tmp_path)
     try:
         wait_for(lambda: 'feedback' in client.text(), 60.0, f'feedback: {client.text()}')
-        killed = time.monotonic()
-        assert client.stop(signal.SIGKILL) == -signal.SIGKILL
-        wait_for(lambda: bool(gone_logs(live)), 60.0, 'the node logging that the client is gone')
-        answer = ask(live, max_new_tokens=2)
-        waited = time.monotonic() - killed
+        with action_client(live):  # a client that came later cannot have sent the goal
+            killed = time.monotonic()
+            assert client.stop(signal.SIGKILL) == -signal.SIGKILL
+            wait_for(lambda: bool(gone_logs(live)), 60.0, 'the node saying the client is gone')
+            answer = ask(live, max_new_tokens=2)
+            waited = time.monotonic() - killed
     finally:
         client.stop(signal.SIGKILL)
         live.model.token_delay_s = 0.0
