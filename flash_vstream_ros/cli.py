@@ -314,8 +314,8 @@ def ask_one(engine: Engine, question: Question, stream: bool) -> int:
 
 
 def _printer() -> Any:
-    def on_token(token: str) -> None:
-        sys.stdout.write(token)
+    def on_token(piece: str, tokens: int) -> None:
+        sys.stdout.write(piece)
         sys.stdout.flush()
 
     return on_token

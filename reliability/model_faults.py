@@ -71,8 +71,13 @@ def _ask_after_fault(engine: Engine, answer: Faulty, exc: BaseException, row: Ro
     answer.arm(exc)
     stream = i % 2 == 1  # every other question streams tokens (the action's path)
     tokens: list[str] = []
+
+    def keep(piece: str, count: int) -> None:
+        tokens.append(piece)
+
+    on_token = keep if stream else None
     try:
-        engine.ask(Question('What is there?'), tokens.append if stream else None)
+        engine.ask(Question('What is there?'), on_token)
     except ModelError as err:
         row.errors += 1
         oom = 'out of memory' in str(exc).lower()
@@ -86,7 +91,7 @@ def _ask_after_fault(engine: Engine, answer: Faulty, exc: BaseException, row: Ro
     else:
         row.fail(f'armed {type(exc).__name__} did not fail the question')
     try:
-        ok = engine.ask(Question('And now?'), tokens.append if stream else None)
+        ok = engine.ask(Question('And now?'), on_token)
     except Exception as err:
         row.fail(f'question after {type(exc).__name__} failed: {type(err).__name__}: {err}')
         return

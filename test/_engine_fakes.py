@@ -42,6 +42,7 @@ class FakeModel:
         self.fail_next: Exception | None = None
         self.last_tokens: torch.Tensor | None = None
         self.last_context: PromptContext | None = None
+        self.last_request: GenerationRequest | None = None
         self.started = threading.Event()
         self.encoded = 0
         self.closed = False
@@ -72,6 +73,7 @@ class FakeModel:
     ) -> Generation:
         self.last_tokens = tokens
         self.last_context = context
+        self.last_request = request
         self.started.set()
         if self.fail_next is not None:
             exc, self.fail_next = self.fail_next, None
@@ -85,7 +87,7 @@ class FakeModel:
             word = f'w{i}'
             words.append(word)
             if on_token is not None:
-                on_token(word)
+                on_token(word, len(words))
         return Generation(' '.join(words), len(words), 'length')
 
     def parameter_bytes(self) -> int:

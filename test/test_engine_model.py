@@ -137,7 +137,7 @@ def test_cancel_mid_answer(model: VisionLanguageModel) -> None:
         cancel = threading.Event()
         seen: list[str] = []
 
-        def on_token(tok: str) -> None:
+        def on_token(tok: str, tokens: int) -> None:
             seen.append(tok)
             if len(seen) == 3:
                 cancel.set()

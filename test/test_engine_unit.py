@@ -192,6 +192,7 @@ def test_not_ready_before_start() -> None:
         (Question('q', last_s=-1.0), 'last_s'),
         (Question('q', max_new_tokens=-3), 'max_new_tokens'),
         (Question('q', temperature=-0.5), 'temperature'),
+        (Question('q', temperature=5e-324), 'temperature must be 0 .greedy. or >= 0.001'),
         (Question('q', cameras=('nope',)), r"unknown camera\(s\) \['nope'\].*'cam'"),
         (Question('q', window=TimeWindow(to_ns(100.0), to_ns(200.0))), 'no memory matches'),
         (Question('q', window=TimeWindow(None, to_ns(-5.0))), 'no memory matches'),
@@ -212,7 +213,9 @@ def test_empty_memory_is_refused(engine: Engine) -> None:
 def test_answer_streams_tokens_and_clamps(engine: Engine) -> None:
     feed(engine, [0.0, 1.0])
     tokens: list[str] = []
-    ans = engine.ask(Question('what?', max_new_tokens=100_000), on_token=tokens.append)
+    ans = engine.ask(
+        Question('what?', max_new_tokens=100_000), on_token=lambda p, n: tokens.append(p)
+    )
     assert ans.answer_tokens == 128  # generation.max_new_tokens
     assert tokens == ans.text.split()
     assert ans.stop_reason == 'length'
@@ -276,7 +279,7 @@ def test_cancel_mid_answer() -> None:
         cancel = threading.Event()
         seen: list[str] = []
 
-        def on_token(tok: str) -> None:
+        def on_token(tok: str, tokens: int) -> None:
             seen.append(tok)
             if len(seen) == 5:
                 cancel.set()
@@ -286,6 +289,32 @@ def test_cancel_mid_answer() -> None:
         eng.stop()
     assert ans.stop_reason == 'cancelled'
     assert ans.answer_tokens == 5
+
+
+def test_questions_in_flight_counts_answering_and_waiting() -> None:
+    model = FakeModel(token_delay_s=0.02)
+    eng = make_engine(model, **{'engine.question_queue_size': 1})
+    eng.start()
+    try:
+        feed(eng, [0.0])
+        assert eng.questions_in_flight() == 0
+        askers = [
+            threading.Thread(target=eng.ask, args=(Question('q', max_new_tokens=100),))
+            for _ in range(2)
+        ]
+        for asker in askers:
+            asker.start()
+        deadline = time.monotonic() + 10.0
+        while eng.questions_in_flight() < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert eng.questions_in_flight() == 2
+        assert eng._gate.full()
+        for asker in askers:
+            asker.join(30.0)
+        assert eng.questions_in_flight() == 0
+        assert not eng._gate.full()
+    finally:
+        eng.stop()
 
 
 def test_busy_when_queue_full() -> None:
@@ -338,10 +367,23 @@ def test_model_errors_become_model_error(engine: Engine) -> None:
     assert (st.questions_failed, st.questions_answered) == (3, 1)
 
 
+def test_generation_settings_change_while_running(engine: Engine) -> None:
+    feed(engine, [0.0])
+    assert engine.set_generation({'max_new_tokens': 3, 'temperature': 1}).temperature == 1.0
+    assert engine.ask(Question('q')).answer_tokens == 3
+    before = engine.config
+    with pytest.raises(ConfigError, match=r'temperature must be 0 \(greedy\) or >= 0\.001'):
+        engine.set_generation({'max_new_tokens': 7, 'temperature': 1e-9})
+    with pytest.raises(ConfigError, match='unknown parameter'):
+        engine.set_generation({'max_tokens': 7})
+    assert engine.config is before
+    assert engine.ask(Question('q')).answer_tokens == 3
+
+
 def test_callback_errors_pass_through(engine: Engine) -> None:
     feed(engine, [0.0])
 
-    def broken(tok: str) -> None:
+    def broken(tok: str, tokens: int) -> None:
         raise KeyError('publisher gone')
 
     with pytest.raises(KeyError, match='publisher gone'):

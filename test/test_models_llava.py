@@ -100,7 +100,7 @@ def test_encode_memory_answer(model: LlavaModel) -> None:
         'What is there?',
         CONTEXT,
         GenerationRequest(max_new_tokens=8),
-        on_token=pieces.append,
+        on_token=lambda piece, tokens: pieces.append(piece),
     )
     assert ''.join(pieces) == out.text
     assert out.stop_reason in ('length', 'eos')

@@ -64,13 +64,25 @@ def test_context_sentence_and_vicuna_template() -> None:
 
 def test_text_stream_holds_back_partial_characters() -> None:
     pieces: list[str] = []
-    stream = TextStream(ByteTokenizer(), pieces.append)
+    stream = TextStream(ByteTokenizer(), lambda piece, tokens: pieces.append(piece))
     for b in ' café 🙂!'.encode():
         stream.push(b)
     assert stream.finish() == 'café 🙂!'
     assert ''.join(pieces) == 'café 🙂!'
     assert '🙂' in pieces  # the four bytes of the emoji came out as one piece
     assert not any('\ufffd' in p for p in pieces)
+
+
+def test_text_stream_pieces_carry_the_tokens_generated_so_far() -> None:
+    """A piece may stand for several tokens (é: 2 bytes, 🙂: 4) or follow one that made none
+    (the leading space): the count is of tokens, as the answer's ``tokens`` counts them."""
+    seen: list[tuple[str, int]] = []
+    stream = TextStream(ByteTokenizer(), lambda piece, tokens: seen.append((piece, tokens)))
+    for b in ' café 🙂!'.encode():
+        stream.push(b)
+    stream.finish()
+    assert seen == [('c', 2), ('a', 3), ('f', 4), ('é', 6), (' ', 7), ('🙂', 11), ('!', 12)]
+    assert seen[-1][1] == len(stream.ids) == 12
 
 
 def test_pick_token_greedy_and_nucleus() -> None:

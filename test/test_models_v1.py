@@ -264,7 +264,7 @@ def test_encode_memory_answer_streams(model: FlashVStreamModel) -> None:
         'What happened?',
         CONTEXT,
         GenerationRequest(max_new_tokens=12),
-        on_token=pieces.append,
+        on_token=lambda piece, tokens: pieces.append(piece),
     )
     assert answer.stop_reason in ('length', 'eos')
     assert 0 < answer.tokens <= 12

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,14 @@ from rclpy.context import Context  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
-from flash_vstream_ros.config import AppConfig, describe, dump_ros_params, flatten  # noqa: E402
+from flash_vstream_ros.config import (  # noqa: E402
+    AppConfig,
+    describe,
+    dump_ros_params,
+    flatten,
+    with_overrides,
+)
+from flash_vstream_ros.errors import ConfigError  # noqa: E402
 from flash_vstream_ros.ros import params  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -125,6 +133,9 @@ def test_invalid_choice_in_an_override_fails_reading_the_config(context: Context
         ('memory.star.retrieved_frames', 100, 'must be <= temporal_clusters'),
         ('engine.ingest_rate_hz', 'fast', "must be float, got 'fast'"),
         ('generation.temperature', 9.0, 'out of range'),
+        ('generation.temperature', 5e-324, 'must be 0 (greedy) or >= 0.001'),
+        ('generation.temperature', float('nan'), 'temperature'),
+        ('generation.top_p', float('nan'), 'top_p'),
     ],
 )
 def test_invalid_values_are_refused_with_the_reason(
@@ -180,3 +191,10 @@ def test_accepted_changes_reach_the_hook_before_they_are_stored(node: Node) -> N
     assert node.set_parameters([Parameter('ros.status_period_s', value=0.25)])[0].successful
     assert not node.set_parameters([Parameter('model.path', value='/x')])[0].successful
     assert seen == [('ros.status_period_s', 0.25, 1.0)]  # new value, old one still stored
+
+
+@pytest.mark.parametrize('value', [math.nan, math.inf, -math.inf])
+def test_config_refuses_non_finite_floats(value: float) -> None:
+    """NaN passes every range comparison (all are False): it is refused by name, not range."""
+    with pytest.raises(ConfigError, match='must be a finite number'):
+        with_overrides(AppConfig(), {'generation.top_p': value})

@@ -288,7 +288,9 @@ def test_action_streams_tokens_as_feedback(client: Client) -> None:
         10.0,
         f'feedback reaching {result.answer!r}',
     )
-    assert feedback[-1].answer_tokens == result.answer_tokens
+    # Feedback counts tokens generated so far: the last piece's count is the result's, unless
+    # tokens after it made no text.
+    assert 0 < feedback[-1].answer_tokens <= result.answer_tokens
     for before, after in itertools.pairwise(feedback):
         assert after.answer_tokens > before.answer_tokens
         assert after.partial_answer == before.partial_answer + after.text or (

@@ -14,6 +14,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 from dataclasses import dataclass, field
+import math
 from pathlib import Path
 import typing
 from typing import Any, TypeVar
@@ -110,6 +111,9 @@ def _check_range(owner: str, f: dataclasses.Field[Any], value: Any) -> None:
     meta = f.metadata
     values = value if isinstance(value, list) else [value]
     for v in values:
+        # NaN passes every comparison below (all are False), so it is refused first.
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f'{owner}.{f.name} must be a finite number, got {v!r}')
         if meta.get('low') is not None and v < meta['low']:
             raise ConfigError(f'{owner}.{f.name} must be >= {meta["low"]}, got {v!r}')
         if meta.get('high') is not None and v > meta['high']:

@@ -17,6 +17,12 @@ from flash_vstream_ros.errors import ConfigError
 
 T = TypeVar('T', bound=ConfigNode)
 
+# The smallest positive sampling temperature. Sampling divides the logits by it: near 1e-37
+# that overflows float32 and the softmax turns to NaN (a subnormal such as 5e-324 divides to
+# inf at once), and far below 0.01 sampling picks the argmax anyway. Refusing is clearer than
+# a silent fallback to greedy: 0 is greedy.
+MIN_SAMPLING_TEMPERATURE = 1e-3
+
 
 @dataclass(frozen=True)
 class StarConfig(ConfigNode):
@@ -270,6 +276,13 @@ class GenerationConfig(ConfigNode):
     temperature: float = param(0.0, 'Sampling temperature (0 = greedy)', low=0.0, high=5.0)
     top_p: float = param(1.0, 'Nucleus sampling mass (temperature > 0)', low=0.0, high=1.0)
     max_question_chars: int = param(2000, 'Longest question accepted', low=1, high=100_000)
+
+    def validate(self) -> None:
+        if 0.0 < self.temperature < MIN_SAMPLING_TEMPERATURE:
+            raise ConfigError(
+                f'GenerationConfig.temperature must be 0 (greedy) or >= '
+                f'{MIN_SAMPLING_TEMPERATURE}, got {self.temperature!r}'
+            )
 
 
 @dataclass(frozen=True)

@@ -180,11 +180,11 @@ class _GuardedCallback:
         self._callback = callback
         self._error: BaseException | None = None
 
-    def __call__(self, token: str) -> None:
+    def __call__(self, piece: str, tokens: int) -> None:
         if self._callback is None:
             return
         try:
-            self._callback(token)
+            self._callback(piece, tokens)
         except BaseException as exc:
             self._error = exc
             raise

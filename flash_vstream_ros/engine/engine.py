@@ -25,14 +25,16 @@ provenance per element: the cheaper choice on a small GPU with many cameras.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+import dataclasses
 import logging
 import threading
+from typing import Any
 
 import numpy as np
 import torch
 
-from flash_vstream_ros.config import AppConfig, with_overrides
+from flash_vstream_ros.config import AppConfig, GenerationConfig, with_overrides
 from flash_vstream_ros.config.budget import enforce_budget
 from flash_vstream_ros.engine.answerer import Answerer
 from flash_vstream_ros.engine.gate import QuestionGate
@@ -68,6 +70,7 @@ class Engine:
         self._worker = IngestWorker(self._rt, memory_factory)
         self._answerer = Answerer(self._rt, self._worker.current, self.status)
         self._keeper = MemoryKeeper(self._rt, self._worker)
+        self._config_lock = threading.Lock()
 
     @property
     def config(self) -> AppConfig:
@@ -76,6 +79,20 @@ class Engine:
     @config.setter
     def config(self, config: AppConfig) -> None:
         self._rt.config = config
+
+    def set_generation(self, values: Mapping[str, Any]) -> GenerationConfig:
+        """Change generation settings (``{'max_new_tokens': 64}``) in any state, also running.
+
+        Validated first: a ConfigError names the problem and nothing changes. Then one new
+        immutable AppConfig is swapped in; a question reads ``config.generation`` once when it
+        starts, so it runs on the old or the new settings, never on a mix of both.
+        """
+        with self._config_lock:  # two changes at once must not lose one of them
+            config = self._rt.config
+            generation = with_overrides(config.generation, dict(values))
+            self._rt.config = dataclasses.replace(config, generation=generation)
+        log.info('generation settings: %s', generation)
+        return generation
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -192,6 +209,15 @@ class Engine:
         while waiting or generating returns with stop_reason 'cancelled'.
         """
         return self._answerer.ask(question, on_token, cancel)
+
+    def questions_in_flight(self) -> int:
+        """Questions being answered or waiting for the model, from every caller at once.
+
+        The question queue is shared by all callers (an adapter's service and action alike):
+        an adapter that admits requests ahead of ask() compares this with
+        ``1 + engine.question_queue_size``, so it can refuse at once instead of failing later.
+        """
+        return self._answerer.gate.in_flight()
 
     # ------------------------------------------------------------------ status, key frames
 

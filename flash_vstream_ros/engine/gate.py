@@ -21,7 +21,7 @@ class QuestionGate:
     def enter(self, cancel: threading.Event | None) -> bool:
         """Take the model; False when cancelled while waiting. BusyError when the queue is full."""
         with self.cond:
-            if self.active and self.waiting >= self.size:
+            if self.full():
                 raise BusyError(
                     f'busy: one question is being answered and {self.waiting} wait '
                     f'(engine.question_queue_size={self.size}); retry later'
@@ -38,6 +38,17 @@ class QuestionGate:
                 return True
             finally:
                 self.waiting -= 1
+
+    def in_flight(self) -> int:
+        """Questions on the model (0 or 1) plus those waiting, whoever asked them."""
+        with self.cond:
+            return int(self.active) + self.waiting
+
+    def full(self) -> bool:
+        """True when one more question would get BusyError now (the condition's lock is
+        reentrant: enter() asks this while holding it)."""
+        with self.cond:
+            return self.active and self.waiting >= self.size
 
     def leave(self) -> None:
         with self.cond:

@@ -42,7 +42,10 @@ class Generation:
     stop_reason: str  # 'eos' | 'length' | 'cancelled'
 
 
-TokenCallback = Callable[[str], None]
+# on_token(piece, tokens): a new piece of the answer's text and how many tokens have been
+# generated so far. A piece may stand for several tokens (a UTF-8 character split across
+# byte-level tokens comes out once complete), so counting pieces would undercount the tokens.
+TokenCallback = Callable[[str, int], None]
 StopCheck = Callable[[], bool]
 
 

@@ -18,7 +18,9 @@ from flash_vstream_ros.models.base import Generation, GenerationRequest, StopChe
 class TextStream:
     """Decodes a growing token list and hands out only the new, complete text.
 
-    The pieces handed to ``on_token`` concatenate to the final text (leading spaces dropped).
+    The pieces handed to ``on_token`` concatenate to the final text (leading spaces dropped);
+    each comes with the number of tokens pushed so far, so a caller can report tokens (what
+    the answer's ``tokens`` counts) rather than pieces, which may hold several tokens.
     """
 
     def __init__(self, tokenizer: Any, on_token: TokenCallback | None) -> None:
@@ -47,7 +49,7 @@ class TextStream:
             return
         piece, self.text = text[len(self.text) :], text
         if piece and self._on_token is not None:
-            self._on_token(piece)
+            self._on_token(piece, len(self.ids))
 
 
 def _cache_arg(model: torch.nn.Module) -> str:

@@ -7,7 +7,15 @@ message; an unexpected exception is logged once with its traceback and reported 
 The action streams each generated piece of text as feedback. A cancel request sets the engine's
 cancel event, so generation stops at the next token; the goal then ends cancelled with the
 partial answer. Goals beyond what the engine can hold (one answering plus
-``engine.question_queue_size`` waiting) are rejected when they arrive, with the reason logged.
+``engine.question_queue_size`` waiting) are rejected when they arrive, with the reason logged:
+the queue is shared with ``~/ask``, so its questions count too (``Engine.questions_in_flight``),
+as do goals accepted but not yet at the engine. Between that check and the goal reaching the
+engine another question can still take the last place; that goal is then aborted busy (rare:
+accepted goals start at once).
+
+A goal whose client has gone (exited, or killed: DDS notices within the client's lease) is
+stopped like a cancelled one, so that the model is free for the next question; it ends aborted
+and the log says why (flash_vstream_ros.ros.client_watch says how the client is looked for).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from std_srvs.srv import Trigger
 from flash_vstream_ros.action import AskStream
 from flash_vstream_ros.engine import Engine
 from flash_vstream_ros.errors import FlashVStreamError
+from flash_vstream_ros.ros.client_watch import ClientWatch, feedback_topic
 from flash_vstream_ros.ros.convert import fill_answer, fill_failure, to_question
 from flash_vstream_ros.srv import Ask, MemoryFile
 
@@ -37,6 +46,7 @@ FEEDBACK_DEPTH = 256  # a burst of fast tokens must not overwrite unsent feedbac
 # loses requests when more clients than that ask at once, and their callers wait forever.
 ASK_QUEUE_DEPTH = 100
 CANCEL_SETTLE_S = 1.0  # how long to wait for the action server to mark a goal canceling
+ACTION_NAME = '~/ask_stream'
 
 
 class AskServer:
@@ -58,7 +68,7 @@ class AskServer:
         self._state = state
         self._log = node.get_logger()
         self._lock = threading.Lock()
-        self._goals = 0  # accepted goals not yet finished
+        self._starting = 0  # accepted goals not yet handed to the engine (it counts the rest)
         self._cancels: dict[bytes, threading.Event] = {}
         node.create_service(
             Ask,
@@ -70,10 +80,11 @@ class AskServer:
         node.create_service(Trigger, '~/reset_memory', self.on_reset, callback_group=group)
         node.create_service(MemoryFile, '~/save_memory', self.on_save, callback_group=group)
         node.create_service(MemoryFile, '~/load_memory', self.on_load, callback_group=group)
+        self._feedback_topic = feedback_topic(node, ACTION_NAME)
         self.action = ActionServer(
             node,
             AskStream,
-            '~/ask_stream',
+            ACTION_NAME,
             self.execute,
             callback_group=group,
             goal_callback=self.on_goal,
@@ -102,13 +113,15 @@ class AskServer:
             return GoalResponse.REJECT
         capacity = 1 + engine.config.engine.question_queue_size
         with self._lock:
-            if self._goals >= capacity:
+            held = engine.questions_in_flight() + self._starting
+            if held >= capacity:
                 self._log.warning(
-                    f'ask_stream goal rejected: busy, {self._goals} goals in progress '
-                    f'(engine.question_queue_size={capacity - 1}); retry later'
+                    f'ask_stream goal rejected: busy, {held} questions answered or waiting '
+                    f'(~/ask and ~/ask_stream; engine.question_queue_size={capacity - 1}); '
+                    'retry later'
                 )
                 return GoalResponse.REJECT
-            self._goals += 1
+            self._starting += 1
         return GoalResponse.ACCEPT
 
     def on_cancel(self, goal_handle: Any) -> CancelResponse:
@@ -123,16 +136,28 @@ class AskServer:
         cancel = threading.Event()
         with self._lock:
             self._cancels[key] = cancel
+            self._starting -= 1  # about to reach the engine, which counts it from now on
         try:
             if goal_handle.is_cancel_requested:
                 cancel.set()
-            return self._execute(goal_handle, cancel)
+            gone = self._client_gone(key, cancel)
+            with ClientWatch(self._node, self._feedback_topic, gone) as watch:
+                return self._execute(goal_handle, cancel, watch)
         finally:
             with self._lock:
                 self._cancels.pop(key, None)
-                self._goals -= 1
 
-    def _execute(self, goal_handle: Any, cancel: threading.Event) -> Any:
+    def _client_gone(self, key: bytes, cancel: threading.Event) -> Callable[[], None]:
+        def gone() -> None:
+            self._log.warning(
+                f'ask_stream goal {key.hex()[:8]}: its client is gone (no action client that '
+                'could have sent it is left); stopping the answer to free the model'
+            )
+            cancel.set()
+
+        return gone
+
+    def _execute(self, goal_handle: Any, cancel: threading.Event, watch: ClientWatch) -> Any:
         result = AskStream.Result()
         engine, why = self._engine()
         if engine is None:
@@ -140,12 +165,10 @@ class AskServer:
             return fill_failure(result, why, None, self._state())
         pieces: list[str] = []
 
-        def on_token(text: str) -> None:
-            pieces.append(text)
+        def on_token(text: str, tokens: int) -> None:
+            pieces.append(text)  # answer_tokens: tokens generated, as in the result
             goal_handle.publish_feedback(
-                AskStream.Feedback(
-                    text=text, partial_answer=''.join(pieces), answer_tokens=len(pieces)
-                )
+                AskStream.Feedback(text=text, partial_answer=''.join(pieces), answer_tokens=tokens)
             )
 
         try:
@@ -156,10 +179,7 @@ class AskServer:
                 result, self._reason(exc, 'ask_stream'), _status(engine), self._state()
             )
         fill_answer(result, answer, self._state())
-        if answer.stop_reason == 'cancelled' and _settle_cancel(goal_handle, cancel):
-            goal_handle.canceled()
-        else:
-            goal_handle.succeed()
+        _end_goal(goal_handle, result, cancel, watch.gone)
         return result
 
     # ------------------------------------------------------------------ memory services
@@ -216,6 +236,20 @@ def _status(engine: Engine) -> Any:
         return engine.status()
     except Exception:  # the status is a courtesy on a failure path; the failure is reported
         return None
+
+
+def _end_goal(goal_handle: Any, result: Any, cancel: threading.Event, client_gone: bool) -> None:
+    """Succeed, or cancelled when the client asked, or aborted when the client is gone."""
+    if client_gone and not goal_handle.is_cancel_requested:
+        goal_handle.abort()  # nobody is left to read it: it was stopped to free the model
+        result.success = False
+        result.error_message = (
+            f'the action client is gone: answer stopped after {result.answer_tokens} tokens'
+        )
+    elif result.stop_reason == 'cancelled' and _settle_cancel(goal_handle, cancel):
+        goal_handle.canceled()
+    else:
+        goal_handle.succeed()
 
 
 def _settle_cancel(goal_handle: Any, cancel: threading.Event) -> bool:

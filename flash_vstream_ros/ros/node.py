@@ -233,7 +233,19 @@ class FlashVStreamNode(LifecycleNode):
             )
 
     def _on_parameters_set(self, changed: Sequence[Parameter]) -> None:
-        """Apply accepted live changes (called before rclpy stores the new values)."""
+        """Apply accepted live changes (called before rclpy stores the new values).
+
+        The engine's generation settings go first: they are the only ones that can still be
+        refused (ConfigError, and then nothing has changed).
+        """
+        generation = {
+            p.name.removeprefix('generation.'): p.value
+            for p in changed
+            if p.name.startswith('generation.')
+        }
+        engine = self._engine
+        if generation and engine is not None:
+            engine.set_generation(generation)
         periods = {
             p.name: p.value
             for p in changed

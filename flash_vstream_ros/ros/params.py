@@ -40,14 +40,12 @@ from flash_vstream_ros.config import AppConfig, ParamSpec, describe, with_overri
 from flash_vstream_ros.errors import ConfigError
 
 # Parameters that take effect while the node runs; every other one is read at configure time.
+# Every generation.* parameter: the node hands a change to Engine.set_generation, and each
+# question reads the generation settings when it starts. The ros.* periods remake the status
+# timers; the throttle is read at every warning.
 LIVE_PARAMETERS = frozenset(
-    {
-        'generation.max_new_tokens',
-        'generation.temperature',
-        'ros.status_period_s',
-        'ros.frames_period_s',
-        'ros.warn_throttle_s',
-    }
+    {s.name for s in describe(AppConfig) if s.name.startswith('generation.')}
+    | {'ros.status_period_s', 'ros.frames_period_s', 'ros.warn_throttle_s'}
 )
 
 _INT64_MIN = -(2**63)
@@ -224,13 +222,19 @@ def install_validator(
     """Refuse invalid changes (and configure-time changes while configured) on ``node``.
 
     ``on_accepted`` sees every accepted batch before rclpy stores it (Humble's rclpy has no
-    post-set callbacks), so live parameters can take effect with their new values.
+    post-set callbacks), so live parameters can take effect with their new values. When it
+    raises ConfigError the change is refused with that reason: a parameter must never read
+    one value while the node runs on another.
     """
 
     def on_set(changes: list[Parameter]) -> SetParametersResult:
         result = check_changes(parameter_values(node), changes, is_configured())
-        if result.successful and on_accepted is not None:
+        if not result.successful or on_accepted is None:
+            return result
+        try:
             on_accepted(changes)
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
         return result
 
     node.add_on_set_parameters_callback(on_set)
