@@ -33,16 +33,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.real_features import DEFAULT_CACHE, RealStream, load_stream  # noqa: E402
-from benchmarks.window_metrics import (  # noqa: E402
+from benchmarks.real_features import DEFAULT_CACHE, RealStream, load_stream
+from benchmarks.window_metrics import (
     inside_share,
     max_pairwise_cosine,
     random_windows,
     recall_distance,
 )
-from flash_vstream_ros.config import MemoryConfig  # noqa: E402
-from flash_vstream_ros.memory import StarMemory, build_memory  # noqa: E402
-from flash_vstream_ros.memory.base import TimeWindow  # noqa: E402
+from flash_vstream_ros.config import MemoryConfig
+from flash_vstream_ros.memory import StarMemory, build_memory
+from flash_vstream_ros.memory.base import TimeWindow
 
 CAMERA = 'cam'
 LENGTHS_S = (10, 30, 60)
@@ -185,8 +185,8 @@ def table(results: list[dict[str, Any]]) -> str:
     add('abstract: max slot cosine at the end', [f'{r["abstract_cos_end"]:.4f}' for r in results])
     add('state bytes at 1,000 frames / at the end', [
         f"{r['bytes_1000']:,} / {r['bytes_end']:,}" for r in results])  # fmt: skip
-    add('update ms (frames 900-1000 / last 100)', [
-        f"{r['update_ms_900_1000']:.2f} / {r['update_ms_last_100']:.2f}" for r in results])  # fmt: skip
+    times = [f'{r["update_ms_900_1000"]:.2f} / {r["update_ms_last_100"]:.2f}' for r in results]
+    add('update ms (frames 900-1000 / last 100)', times)
     return '\n'.join(rows)
 
 

@@ -15,7 +15,7 @@ def readout(camera: str = 'cam') -> Readout:
     """abstract: 4 x 1 token, temporal: 5 x 4 tokens, spatial: 1 x 8 tokens (32 tokens)."""
     ev = [Evidence('abstract', camera, i, i, i, 1.0 + i) for i in range(4)]
     ev += [Evidence('temporal', camera, i, i, i, float(w)) for i, w in enumerate([3, 1, 5, 2, 4])]
-    ev += [Evidence('spatial', camera, 9.0, 9.0, 9.0, 1.0)]
+    ev += [Evidence('spatial', camera, 9, 9, 9, 1.0)]
     rows = torch.arange(32, dtype=torch.float32)[:, None].expand(32, 3)  # (32, 3): row id
     return Readout(rows.clone(), (('abstract', 4), ('temporal', 20), ('spatial', 8)), tuple(ev))
 

@@ -24,7 +24,7 @@ def test_paper_sizes_on_cuda(kind: str, dtype: torch.dtype, tmp_path: Path) -> N
     mem = build_memory(cfg, 1024, device='cuda', dtype=dtype)
     x = torch.randn(40, 16, 16, 1024, device='cuda')
     for i in range(x.shape[0]):
-        mem.update(x[i] * (1 + i / 40), float(i), 'cam')
+        mem.update(x[i] * (1 + i / 40), i * 100_000_000, 'cam')  # 10 Hz, ns
     snap = mem.snapshot()
     out = snap.readout()
     assert out.tokens.device.type == 'cuda'
@@ -44,5 +44,5 @@ def test_learned_projections_on_cuda() -> None:
     qk = (torch.nn.Linear(1024, 32).cuda().half(), torch.nn.Linear(1024, 32).cuda().half())
     mem = build_memory(MemoryConfig(), 1024, qk=qk, device='cuda', dtype=torch.float16)
     for i in range(30):
-        mem.update(torch.randn(16, 16, 1024, device='cuda'), float(i), 'cam')
+        mem.update(torch.randn(16, 16, 1024, device='cuda'), i * 100_000_000, 'cam')
     assert mem.snapshot().readout().tokens.shape == (681, 1024)

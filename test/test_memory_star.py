@@ -168,12 +168,12 @@ def test_buffer_cap_and_unbounded_variant() -> None:
 def test_window_filter_returns_only_overlapping_evidence() -> None:
     mem = small()
     feed(mem, frames(20))
-    window = TimeWindow(15.0, 17.0)
+    window = TimeWindow(15, 17)  # stamps here are frame numbers, in ns
     out = mem.snapshot().readout(window)
     assert out.evidence
     assert all(window.overlaps(e.start, e.end) for e in out.evidence)
     assert out.tokens.shape[0] == sum(n for _, n in out.parts)
-    assert mem.snapshot().readout(TimeWindow(100.0, None)).tokens.shape[0] == 0
+    assert mem.snapshot().readout(TimeWindow(100, None)).tokens.shape[0] == 0
 
 
 def test_camera_filter_and_mixed_clusters() -> None:

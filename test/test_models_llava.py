@@ -22,7 +22,7 @@ from flash_vstream_ros.models.tiny import write_tiny_llava
 pytestmark = pytest.mark.model
 
 CPU = torch.device('cpu')
-CONTEXT = PromptContext(span=(0.0, 300.0), frames_seen=300, cameras=('front', 'rear'))
+CONTEXT = PromptContext(span=(0, 300 * 10**9), frames_seen=300, cameras=('front', 'rear'))
 
 
 @pytest.fixture(scope='module')

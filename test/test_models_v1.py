@@ -21,7 +21,7 @@ from flash_vstream_ros.models.v1_format import VISION_PREFIX
 pytestmark = pytest.mark.model
 
 CPU = torch.device('cpu')
-CONTEXT = PromptContext(span=(100.0, 130.0), frames_seen=31, cameras=('front',))
+CONTEXT = PromptContext(span=(100 * 10**9, 130 * 10**9), frames_seen=31, cameras=('front',))
 HUB_CLIP = 'openai/clip-vit-large-patch14'
 
 

@@ -82,7 +82,7 @@ def live() -> Iterator[Live]:
         assert node.start()
         engine = engines[-1]
         for i in range(3):
-            engine.submit_frame(np.full((12, 16, 3), 40 * i, np.uint8), float(i), 'cam')
+            engine.submit_frame(np.full((12, 16, 3), 40 * i, np.uint8), i * 10**9, 'cam')
         assert engine.wait_idle(10.0)
         thread.start()
         client = Client(DOMAIN_ID, 'live_client')

@@ -267,8 +267,8 @@ class Engine:
             int(torch.cuda.max_memory_allocated(model.device)),
         )
 
-    def key_frames(self) -> list[tuple[str, float, np.ndarray]]:
-        """(camera, stamp, RGB thumbnail) of the single frames the memory holds, by stamp."""
+    def key_frames(self) -> list[tuple[str, int, np.ndarray]]:
+        """(camera, stamp (ns), RGB thumbnail) of the single frames the memory holds, by stamp."""
         return self._worker.key_frames()
 
     # ------------------------------------------------------------------ memory files
