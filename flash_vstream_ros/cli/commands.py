@@ -7,7 +7,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from flash_vstream_ros.cli.answers import ask_all
-from flash_vstream_ros.cli.feeding import feed
+from flash_vstream_ros.cli.checks import check_ask, check_replay
+from flash_vstream_ros.cli.feeding import Unreadable, feed
 from flash_vstream_ros.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -42,19 +43,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from flash_vstream_ros.io.sources import open_source
 
     cfg = load_config(args)
+    check_replay(args, cfg)
+    unreadable = Unreadable(sys.stderr)
+    source = open_source(args.source, fps=args.fps, topics=args.topic, on_bad=unreadable)
     engine = Engine(cfg)
-    source = open_source(
-        args.source,
-        fps=args.fps,
-        topics=args.topic,
-        on_bad=lambda reason: engine.reject_frame(reason),
-    )
+    unreadable.engine = engine
     engine.start()
     try:
         if args.load:
             info = engine.load_memory(args.load)
             print(f'loaded {info.frames} frames from {info.path}', file=sys.stderr)
         feed(engine, source, args.speed, args.limit, sys.stderr)
+        unreadable.report()
         if args.save:
             info = engine.save_memory(args.save)
             print(
@@ -68,11 +68,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     from flash_vstream_ros.engine import Engine
 
-    engine = Engine(load_config(args))
+    cfg = load_config(args)
+    questions = list(args.questions) + list(args.ask)
+    check_ask(args, questions, cfg)
+    engine = Engine(cfg)
     engine.start()
     try:
         engine.load_memory(args.load)
-        return ask_all(engine, args, list(args.questions) + list(args.ask))
+        return ask_all(engine, args, questions)
     finally:
         engine.stop()
 

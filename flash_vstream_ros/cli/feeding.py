@@ -10,6 +10,32 @@ if TYPE_CHECKING:
     from flash_vstream_ros.io.sources import Source
 
 
+class Unreadable:
+    """The ``on_bad`` callback of a source: frames it could not decode, skipped and counted.
+
+    Why: one corrupt file in a folder of thousands (or one bad bag message) should cost that
+    frame, not the replay. Each is counted as rejected in the engine (the progress line shows
+    it), warned about on its own line, and summed up once the replay ends.
+    """
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self.reasons: list[str] = []
+        self.engine: Engine | None = None  # set once built: the source opens before the engine
+
+    def __call__(self, reason: str) -> None:
+        self.reasons.append(reason)
+        if self.engine is not None:
+            self.engine.reject_frame(reason)
+        self._out.write(f'warning: skipped an unreadable frame: {reason}\n')
+
+    def report(self) -> None:
+        """One summary line when anything was skipped."""
+        if self.reasons:
+            n = len(self.reasons)
+            self._out.write(f'skipped {n} unreadable frame{"" if n == 1 else "s"}\n')
+
+
 def feed(engine: Engine, source: Source, speed: str, limit: int, out: TextIO) -> None:
     """Submit every source frame; paced by stamps (recorded) or by the engine (max)."""
     from flash_vstream_ros.errors import BadFrameError

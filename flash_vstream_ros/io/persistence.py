@@ -95,6 +95,19 @@ def save_file(path: str | Path, records: Sequence[MemoryRecord], info: Mapping[s
     return len(blob)
 
 
+def check_save_target(path: str | Path) -> None:
+    """Refuse, before any work, a save that would fail: no folder, a folder, a foreign file.
+
+    Callers that save only after a long replay check first, so a typo in the path costs
+    nothing; the save itself checks again (the folder may go away meanwhile).
+    """
+    target = Path(path)
+    _target_folder(target)
+    if target.is_dir():
+        raise MemoryFileError(f'cannot save memory to {target}: it is a folder')
+    _refuse_foreign(target)
+
+
 def _refuse_foreign(target: Path) -> None:
     """Never replace a file that is not a memory file of a version this build reads."""
     if not target.exists():
