@@ -9,10 +9,13 @@ from typing import TYPE_CHECKING, Any
 from flash_vstream_ros.cli.answers import ask_all
 from flash_vstream_ros.cli.checks import check_ask, check_replay
 from flash_vstream_ros.cli.feeding import Unreadable, feed
+from flash_vstream_ros.cli.stamps import after_memory
+from flash_vstream_ros.cli.text import count
 from flash_vstream_ros.errors import ConfigError
 
 if TYPE_CHECKING:
     from flash_vstream_ros.config import AppConfig
+    from flash_vstream_ros.engine import Engine
 
 
 def load_config(args: argparse.Namespace) -> AppConfig:
@@ -50,19 +53,33 @@ def cmd_replay(args: argparse.Namespace) -> int:
     unreadable.engine = engine
     engine.start()
     try:
+        newest = None
         if args.load:
             info = engine.load_memory(args.load)
-            print(f'loaded {info.frames} frames from {info.path}', file=sys.stderr)
-        feed(engine, source, args.speed, args.limit, sys.stderr)
+            print(f'loaded {count(info.frames, "frame")} from {info.path}', file=sys.stderr)
+            newest = newest_of(engine, source.cameras)
+        frames = after_memory(source, newest, sys.stderr)
+        feed(engine, frames, source.frames, args.speed, args.limit, sys.stderr)
         unreadable.report()
         if args.save:
             info = engine.save_memory(args.save)
             print(
-                f'saved {info.frames} frames to {info.path} ({info.bytes} bytes)', file=sys.stderr
+                f'saved {count(info.frames, "frame")} to {info.path} '
+                f'({count(info.bytes, "byte")})',
+                file=sys.stderr,
             )
         return ask_all(engine, args, list(args.ask))
     finally:
         engine.stop()
+
+
+def newest_of(engine: Engine, cameras: tuple[str, ...]) -> float | None:
+    """The loaded memory's newest stamp when it holds one of ``cameras`` (else None).
+
+    A replay of other cameras keeps its own stamps: they may be from the same time.
+    """
+    st = engine.status()
+    return st.newest_stamp if set(st.cameras) & set(cameras) else None
 
 
 def cmd_ask(args: argparse.Namespace) -> int:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from flash_vstream_ros.cli.stamps import seconds
+from flash_vstream_ros.cli.text import count
+
 if TYPE_CHECKING:
     from flash_vstream_ros.engine import Engine
-    from flash_vstream_ros.io.sources import Source
+    from flash_vstream_ros.io.sources import FrameItem
 
 
 class Unreadable:
@@ -32,22 +36,28 @@ class Unreadable:
     def report(self) -> None:
         """One summary line when anything was skipped."""
         if self.reasons:
-            n = len(self.reasons)
-            self._out.write(f'skipped {n} unreadable frame{"" if n == 1 else "s"}\n')
+            self._out.write(f'skipped {count(len(self.reasons), "unreadable frame")}\n')
 
 
-def feed(engine: Engine, source: Source, speed: str, limit: int, out: TextIO) -> None:
-    """Submit every source frame; paced by stamps (recorded) or by the engine (max)."""
+def feed(
+    engine: Engine,
+    frames: Iterable[FrameItem],
+    total: int | None,
+    speed: str,
+    limit: int,
+    out: TextIO,
+) -> None:
+    """Submit every frame; paced by stamps (recorded) or by the engine (max)."""
     from flash_vstream_ros.errors import BadFrameError
 
-    progress = Progress(out, limit or source.frames)
+    progress = Progress(out, limit or total)
     queue_size = engine.config.engine.frame_queue_size
     t_wall = time.monotonic()
     first: float | None = None
-    for n, (image, stamp, camera) in enumerate(source, start=1):
+    for n, (image, stamp, camera) in enumerate(frames, start=1):
         first = stamp if first is None else first
         if speed == 'recorded':
-            delay = (stamp - first) - (time.monotonic() - t_wall)
+            delay = seconds(stamp - first) - (time.monotonic() - t_wall)
             if delay > 0:
                 time.sleep(delay)
         else:
@@ -84,8 +94,9 @@ class Progress:
         self._last = now
         st = engine.status()
         of = f'/{self._total}' if self._total else ''
+        noun = 'frame' if (self._total or n) == 1 else 'frames'
         line = (
-            f'replay {n}{of} frames | ingested {st.frames_ingested} skipped '
+            f'replay {n}{of} {noun} | ingested {st.frames_ingested} skipped '
             f'{st.frames_skipped_rate} dropped {st.frames_dropped_queue} rejected '
             f'{st.frames_rejected} | {now - self._t0:.1f} s'
         )
