@@ -22,6 +22,7 @@ from flash_vstream_ros.config.fields import (
     with_overrides,
 )
 from flash_vstream_ros.config.settings import (
+    MIN_TEMPERATURE,
     AppConfig,
     EngineConfig,
     GenerationConfig,
@@ -32,12 +33,14 @@ from flash_vstream_ros.config.settings import (
     RosConfig,
     StarConfig,
     SynopsisConfig,
+    check_temperature,
     describe,
     load_yaml,
 )
 
 __all__ = [
     'LEAF_TYPES',
+    'MIN_TEMPERATURE',
     'AppConfig',
     'ConfigNode',
     'EngineConfig',
@@ -50,6 +53,7 @@ __all__ = [
     'RosConfig',
     'StarConfig',
     'SynopsisConfig',
+    'check_temperature',
     'describe',
     'dump_ros_params',
     'flatten',

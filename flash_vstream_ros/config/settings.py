@@ -198,6 +198,25 @@ class GenerationConfig(ConfigNode):
     top_p: float = param(1.0, 'Nucleus sampling mass (temperature > 0)', low=0.0, high=1.0)
     max_question_chars: int = param(2000, 'Longest question accepted', low=1, high=100_000)
 
+    def validate(self) -> None:
+        check_temperature('GenerationConfig.temperature', self.temperature, ConfigError)
+
+
+# Smallest positive sampling temperature. Why: logits / temperature overflows float32 (and
+# then the softmax gives NaN) for temperatures near the float32 subnormals (~1e-39), which
+# passed a plain >= 0 check and then failed as a ModelError in the middle of an answer.
+# Anything this cold is greedy in practice, so 0 is the honest way to ask for it.
+MIN_TEMPERATURE = 1e-6
+
+
+def check_temperature(where: str, value: float, error: type[Exception]) -> None:
+    """Refuse 0 < value < MIN_TEMPERATURE with ``error`` (ConfigError, BadQuestionError)."""
+    if 0.0 < value < MIN_TEMPERATURE:
+        raise error(
+            f'{where} {value!r} is below {MIN_TEMPERATURE} (too small to sample with); '
+            'use 0 for greedy'
+        )
+
 
 @dataclass(frozen=True)
 class EngineConfig(ConfigNode):

@@ -4,7 +4,9 @@ Decisions (each tested in test/test_engine_questions.py):
 * Empty or whitespace-only text, text longer than ``generation.max_question_chars``, and text
   holding control or binary characters (other than tab, newline, carriage return) are refused.
 * A reversed window (start > end), a non-finite bound, ``last_s < 0`` or a non-finite
-  ``last_s``, a negative ``max_new_tokens`` and a temperature outside [0, 5] are refused.
+  ``last_s``, a negative ``max_new_tokens`` and a temperature outside [0, 5] are refused, and
+  so is a positive temperature below ``config.MIN_TEMPERATURE`` (1e-6: it would overflow the
+  softmax; 0 asks for greedy decoding).
 * ``max_new_tokens`` above ``generation.max_new_tokens`` is clamped to it (the config is the
   operator's limit; a caller asking for more still gets an answer).
 * A window that matches no memory (entirely before the oldest or after the newest stamp, or a
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import math
 import unicodedata
 
-from flash_vstream_ros.config import GenerationConfig
+from flash_vstream_ros.config import GenerationConfig, check_temperature
 from flash_vstream_ros.engine.status import Question
 from flash_vstream_ros.errors import BadQuestionError
 from flash_vstream_ros.memory.base import TimeWindow
@@ -67,6 +69,7 @@ def check_limits(question: Question, gen: GenerationConfig) -> Limits:
         raise BadQuestionError(
             f'temperature must be within [0, {MAX_TEMPERATURE}], got {temperature!r}'
         )
+    check_temperature('temperature', temperature, BadQuestionError)
     return Limits(max_new_tokens=min(tokens, gen.max_new_tokens), temperature=temperature)
 
 
