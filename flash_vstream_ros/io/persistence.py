@@ -254,6 +254,8 @@ def read_info(path: str | Path) -> dict[str, Any]:
         raise MemoryFileError(f'memory file {target} does not exist') from exc
     except IsADirectoryError as exc:
         raise MemoryFileError(f'memory file {target} is a folder') from exc
+    except MemoryFileError:
+        raise  # an OSError too: already says what is wrong
     except OSError as exc:
         raise MemoryFileError(f'cannot read memory file {target}: {exc.strerror or exc}') from exc
     return _parse_header(target, raw)
