@@ -7,7 +7,8 @@
 SOURCE is a video file, an image folder or a rosbag2 bag (MCAP or sqlite3). Answers go to
 stdout with their evidence stamps and latency; progress and errors go to stderr. Any error is
 one line and exit status 2. Heavy modules (torch, the engine) load only when a command runs,
-so ``--help`` is quick.
+so ``--help`` is quick. Arguments and files are checked before the model loads (checks.py); a
+replay after ``--load`` continues the loaded memory's stamps (stamps.py).
 """
 
 from __future__ import annotations
