@@ -31,7 +31,8 @@ class Unreadable:
         self.reasons.append(reason)
         if self.engine is not None:
             self.engine.reject_frame(reason)
-        self._out.write(f'warning: skipped an unreadable frame: {reason}\n')
+        lead = '\n' if self._out.isatty() else ''  # off the progress line being rewritten
+        self._out.write(f'{lead}warning: skipped an unreadable frame: {reason}\n')
 
     def report(self) -> None:
         """One summary line when anything was skipped."""
