@@ -4,4 +4,5 @@ import sys
 
 from flash_vstream_ros.cli import main
 
-sys.exit(main())
+if __name__ == '__main__':  # importing this module (a test imports every module) runs nothing
+    sys.exit(main())
