@@ -14,6 +14,7 @@ from reliability.image_cases import MAX_SIDE, Case, compressed_cases, image_case
 from reliability.report import Row
 
 HANG_S = 5.0  # one conversion slower than this counts as a hang
+DECLARED_S = 0.05  # a refusal from the header alone: far below any 20000x20000 decode
 
 
 def convert(case: Case) -> np.ndarray:
@@ -43,6 +44,10 @@ def check_case(case: Case, row: Row, kinds: Counter[str]) -> bool:
             row.fail(f'{case.kind}: BadFrameError without a reason')
         if case.expect == 'ok':
             row.fail(f'{case.kind}: valid message rejected: {exc}')
+        if case.must_say and case.must_say not in str(exc):
+            row.fail(f'{case.kind}: rejected for another reason: {exc}')
+        if case.must_say and time.monotonic() - t0 > DECLARED_S:
+            row.fail(f'{case.kind}: took {time.monotonic() - t0:.2f} s (decoded?)')
         return True
     except Exception as exc:  # anything else would reach the node's catch-all
         row.crashes += 1

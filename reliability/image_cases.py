@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+import zlib
 
 import cv2
 import numpy as np
@@ -21,6 +22,10 @@ from flash_vstream_ros.ros.images import ENCODINGS
 
 U32_MAX = 2**32 - 1
 MAX_SIDE = 8192  # engine.max_image_side default
+HUGE_SIDE = 20000  # 20000 x 20000 x 3 = 1.2 GB if it were decoded
+# Said only by the check of the declared size: a decoder given a small file that declares a
+# huge size fails with 'cannot be decoded' (after allocating), never with this.
+DECLARED_TOO_BIG = f'{HUGE_SIDE}x{HUGE_SIDE} exceeds engine.max_image_side'
 BAD_ENCODINGS = ('', 'unknown', 'RGB8', 'rgb8 ', '32FC1', '64FC3', 'nv12', 'jpeg', 'rgb8\n')
 Mutation = Callable[[Image, np.random.Generator], str]
 
@@ -32,6 +37,7 @@ class Case:
     kind: str  # e.g. 'image/step-short', 'compressed/truncated-jpeg'
     msg: Any
     expect: str  # 'bad', 'ok' or 'any'
+    must_say: str = ''  # a rejection's reason must hold this (who refused it, and why)
 
 
 def valid_image(rng: np.random.Generator, encoding: str | None = None) -> Image:
@@ -199,13 +205,35 @@ def _compressed(fmt: str, data: bytes) -> CompressedImage:
     return msg
 
 
+def declaring(blob: bytes, width: int, height: int) -> bytes:
+    """A valid small PNG or JPEG rewritten to declare width x height (PNG CRC kept valid)."""
+    data = bytearray(blob)
+    size = width.to_bytes(4, 'big') + height.to_bytes(4, 'big')
+    if data[:4] == b'\x89PNG':
+        data[16:24] = size
+        data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, 'big')  # IHDR's CRC
+        return bytes(data)
+    sof = data.index(b'\xff\xc0')  # baseline SOF0, what cv2.imencode writes
+    data[sof + 5 : sof + 9] = height.to_bytes(2, 'big') + width.to_bytes(2, 'big')
+    return bytes(data)
+
+
+def _declared_huge(rng: np.random.Generator, ext: str) -> Case:
+    blob = declaring(_encoded(rng, ext), HUGE_SIDE, HUGE_SIDE)
+    fmt = ext[1:].replace('jpg', 'jpeg')
+    return Case(f'compressed/declared-huge-{fmt}', _compressed(fmt, blob), 'bad', DECLARED_TOO_BIG)
+
+
 def compressed_cases(rng: np.random.Generator, n: int) -> Iterator[Case]:
-    """``n`` CompressedImage cases: random bytes, truncated and corrupted JPEG/PNG, formats."""
+    """``n`` CompressedImage cases: random bytes, truncated and corrupted JPEG/PNG, formats,
+    and small valid PNG/JPEG files declaring 20000x20000 (refused from the header)."""
     fmts = ('jpeg', 'png', '', 'rgb8; jpeg compressed bgr8', 'bmp', 'compressedDepth')
     for i in range(n):
-        slot = i % 8
+        slot = i % 10
         fmt = str(rng.choice(fmts))
-        if slot == 0:
+        if slot in (8, 9):
+            yield _declared_huge(rng, '.png' if slot == 8 else '.jpg')
+        elif slot == 0:
             size = int(rng.integers(0, 2048))
             data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
             yield Case('compressed/random-bytes', _compressed(fmt, data), 'any')

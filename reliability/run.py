@@ -4,11 +4,13 @@
     python -m reliability.run --long     # by hand: about 10 minutes (100 kills, 4 h of stream)
     python -m reliability.run --only converter,persistence --json out.json
 
-Parts: converter (malformed images straight into the converter), persistence (SIGKILL during
-saves, corrupt files), model (OOM while answering and encoding), longrun (hours of stream
-fast-forwarded), node (bad images and questions to a running node, OOM in the node, a duplicate
-node), load (clients at once with a 30 Hz camera; --long adds a burst of 14 ask clients; camera
-restarts). ROS parts use ROS_DOMAIN_ID 96 and 97 (``--domain`` moves both) on loopback only.
+Parts: converter (malformed images straight into the converter, PNG/JPEG headers declaring
+20000x20000), persistence (SIGKILL during saves, corrupt files, crafted files with consistent
+checksums and bad values: NaN/inf maps, negative weights, NaN stamps...), model (OOM while
+answering and encoding), longrun (hours of stream fast-forwarded), node (bad images and
+questions to a running node, OOM in the node, a duplicate node), load (clients at once with a
+30 Hz camera; --long adds a burst of 14 ask clients; camera restarts). ROS parts use
+ROS_DOMAIN_ID 96 and 97 (``--domain`` moves both) on loopback only.
 Exit code 1 when any row has a crash, hang, lost data or a failed check.
 """
 
@@ -69,11 +71,12 @@ def run_part(part: str, sizes: Sizes, work: Path, cache: str, domain: int) -> li
 
         return converter.run(sizes.images, sizes.compressed)
     if part == 'persistence':
-        from reliability import persistence_faults
+        from reliability import crafted_files, persistence_faults
 
         return [
             persistence_faults.kill_during_save(folder, sizes.kills),
             persistence_faults.corrupt_files(folder, sizes.corrupt),
+            crafted_files.crafted_files(folder),
         ]
     if part == 'model':
         from reliability import model_faults

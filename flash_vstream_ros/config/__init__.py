@@ -22,6 +22,7 @@ from flash_vstream_ros.config.fields import (
     with_overrides,
 )
 from flash_vstream_ros.config.settings import (
+    MIN_TEMPERATURE,
     AppConfig,
     EngineConfig,
     GenerationConfig,
@@ -33,12 +34,14 @@ from flash_vstream_ros.config.settings import (
     StarConfig,
     SynopsisConfig,
     TimelineConfig,
+    check_temperature,
     describe,
     load_yaml,
 )
 
 __all__ = [
     'LEAF_TYPES',
+    'MIN_TEMPERATURE',
     'AppConfig',
     'ConfigNode',
     'EngineConfig',
@@ -52,6 +55,7 @@ __all__ = [
     'StarConfig',
     'SynopsisConfig',
     'TimelineConfig',
+    'check_temperature',
     'describe',
     'dump_ros_params',
     'flatten',

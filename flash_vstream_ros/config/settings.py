@@ -17,12 +17,6 @@ from flash_vstream_ros.errors import ConfigError
 
 T = TypeVar('T', bound=ConfigNode)
 
-# The smallest positive sampling temperature. Sampling divides the logits by it: near 1e-37
-# that overflows float32 and the softmax turns to NaN (a subnormal such as 5e-324 divides to
-# inf at once), and far below 0.01 sampling picks the argmax anyway. Refusing is clearer than
-# a silent fallback to greedy: 0 is greedy.
-MIN_SAMPLING_TEMPERATURE = 1e-3
-
 
 @dataclass(frozen=True)
 class StarConfig(ConfigNode):
@@ -278,11 +272,23 @@ class GenerationConfig(ConfigNode):
     max_question_chars: int = param(2000, 'Longest question accepted', low=1, high=100_000)
 
     def validate(self) -> None:
-        if 0.0 < self.temperature < MIN_SAMPLING_TEMPERATURE:
-            raise ConfigError(
-                f'GenerationConfig.temperature must be 0 (greedy) or >= '
-                f'{MIN_SAMPLING_TEMPERATURE}, got {self.temperature!r}'
-            )
+        check_temperature('GenerationConfig.temperature', self.temperature, ConfigError)
+
+
+# Smallest positive sampling temperature. Why: logits / temperature overflows float32 (and
+# then the softmax gives NaN) for temperatures near the float32 subnormals (~1e-39), which
+# passed a plain >= 0 check and then failed as a ModelError in the middle of an answer.
+# Anything this cold is greedy in practice, so 0 is the honest way to ask for it.
+MIN_TEMPERATURE = 1e-6
+
+
+def check_temperature(where: str, value: float, error: type[Exception]) -> None:
+    """Refuse 0 < value < MIN_TEMPERATURE with ``error`` (ConfigError, BadQuestionError)."""
+    if 0.0 < value < MIN_TEMPERATURE:
+        raise error(
+            f'{where} {value!r} is below {MIN_TEMPERATURE} (too small to sample with); '
+            'use 0 for greedy'
+        )
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ Decisions (each tested in test/test_engine_questions.py):
 * Empty or whitespace-only text, text longer than ``generation.max_question_chars``, and text
   holding control or binary characters (other than tab, newline, carriage return) are refused.
 * A reversed window (start > end), a bound that is not integer nanoseconds (int64),
-  ``last_s < 0`` or a non-finite ``last_s``, a negative ``max_new_tokens``, a temperature
-  outside [0, 5] and a positive one below ``MIN_SAMPLING_TEMPERATURE`` (it overflows the
-  logits) are refused.
+  ``last_s < 0`` or a non-finite ``last_s``, a negative ``max_new_tokens`` and a temperature
+  outside [0, 5] are refused, and so is a positive temperature below
+  ``config.MIN_TEMPERATURE`` (1e-6: it would overflow the softmax; 0 asks for greedy decoding).
 * ``last_s`` counts back from the newest frame of the cameras asked about (all cameras when
   none is named), so a camera whose clock runs elsewhere does not empty the others' window; a
   huge ``last_s`` reaches back to the beginning.
@@ -23,8 +23,7 @@ from dataclasses import dataclass
 import math
 import unicodedata
 
-from flash_vstream_ros.config import GenerationConfig
-from flash_vstream_ros.config.settings import MIN_SAMPLING_TEMPERATURE
+from flash_vstream_ros.config import GenerationConfig, check_temperature
 from flash_vstream_ros.engine.status import Question
 from flash_vstream_ros.errors import BadQuestionError
 from flash_vstream_ros.memory.base import TimeWindow
@@ -74,10 +73,7 @@ def check_limits(question: Question, gen: GenerationConfig) -> Limits:
         raise BadQuestionError(
             f'temperature must be within [0, {MAX_TEMPERATURE}], got {temperature!r}'
         )
-    if 0.0 < temperature < MIN_SAMPLING_TEMPERATURE:  # overflows the logits (see the constant)
-        raise BadQuestionError(
-            f'temperature must be 0 (greedy) or >= {MIN_SAMPLING_TEMPERATURE}, got {temperature!r}'
-        )
+    check_temperature('temperature', temperature, BadQuestionError)
     return Limits(max_new_tokens=min(tokens, gen.max_new_tokens), temperature=temperature)
 
 

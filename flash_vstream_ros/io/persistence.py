@@ -13,7 +13,14 @@ it over the target and fsyncs the folder; a crash at any point leaves the previo
 intact, and the next save removes temporary files whose writer is no longer running.
 
 Loading refuses (``MemoryFileError``) a missing, truncated, corrupt (checksum mismatch) or
-foreign file, and a format version it does not know.
+foreign file, and a format version it does not know. :func:`check_header` reads only the
+header, so a caller can refuse a foreign file before it loads a model for seconds.
+
+File mode: a save over an existing file keeps that file's permission bits (a file shared as
+0644 stays readable by others); a new file is created owner-only (0600, what ``mkstemp``
+gives), because a memory holds features of everything the cameras saw. Any OS failure while
+saving (missing or read-only folder, a parent that is a file, a full disk) is a
+``MemoryFileError`` naming the path and the OS reason.
 """
 
 from __future__ import annotations
@@ -26,9 +33,10 @@ import json
 import logging
 import os
 from pathlib import Path
+import stat
 import struct
 import tempfile
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from flash_vstream_ros.errors import MemoryFileError
 
@@ -87,6 +95,19 @@ def save_file(path: str | Path, records: Sequence[MemoryRecord], info: Mapping[s
     return len(blob)
 
 
+def check_save_target(path: str | Path) -> None:
+    """Refuse, before any work, a save that would fail: no folder, a folder, a foreign file.
+
+    Callers that save only after a long replay check first, so a typo in the path costs
+    nothing; the save itself checks again (the folder may go away meanwhile).
+    """
+    target = Path(path)
+    _target_folder(target)
+    if target.is_dir():
+        raise MemoryFileError(f'cannot save memory to {target}: it is a folder')
+    _refuse_foreign(target)
+
+
 def _refuse_foreign(target: Path) -> None:
     """Never replace a file that is not a memory file of a version this build reads."""
     if not target.exists():
@@ -109,24 +130,52 @@ def _jsonable(meta: Mapping[str, Any], key: str) -> Any:
 
 
 def _write_atomic(target: Path, blob: bytes) -> None:
-    folder = target.parent if str(target.parent) else Path('.')
-    if not folder.is_dir():
-        raise MemoryFileError(f'cannot save memory to {target}: folder {folder} does not exist')
-    _remove_dead_temps(folder, target.name)
-    prefix = f'.{target.name}.{os.getpid()}.'  # the pid tells whose temporary file it is
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix='.tmp', dir=folder)
+    folder = _target_folder(target)
+    mode = _existing_mode(target)
+    try:
+        _remove_dead_temps(folder, target.name)
+        prefix = f'.{target.name}.{os.getpid()}.'  # the pid tells whose temporary file it is
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix='.tmp', dir=folder)
+    except OSError as exc:
+        raise _save_error(target, exc) from exc
     try:
         with os.fdopen(fd, 'wb') as out:
             out.write(blob)
+            if mode is not None:
+                os.fchmod(out.fileno(), mode)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, target)
     except BaseException as exc:
         _remove_quietly(tmp)
         if isinstance(exc, OSError):
-            raise MemoryFileError(f'cannot save memory to {target}: {exc}') from exc
+            raise _save_error(target, exc) from exc
         raise
     _fsync_folder(folder)
+
+
+def _target_folder(target: Path) -> Path:
+    """The folder a save writes into; refused early when it is missing or not a folder."""
+    folder = target.parent if str(target.parent) else Path('.')
+    if folder.is_dir():
+        return folder
+    if folder.exists():
+        raise MemoryFileError(f'cannot save memory to {target}: {folder} is not a folder')
+    raise MemoryFileError(f'cannot save memory to {target}: folder {folder} does not exist')
+
+
+def _existing_mode(target: Path) -> int | None:
+    """Permission bits of the file a save replaces (None for a new file: mkstemp's 0600)."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return None
+
+
+def _save_error(target: Path, exc: OSError) -> MemoryFileError:
+    """An OS failure as a MemoryFileError naming the path and the OS's reason."""
+    reason = exc.strerror or type(exc).__name__
+    return MemoryFileError(f'cannot save memory to {target}: {reason} ({exc})')
 
 
 def _remove_dead_temps(folder: Path, name: str) -> None:
@@ -186,25 +235,55 @@ def info_digest(info: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def check_header(path: str | Path) -> dict[str, Any]:
+    """The info of a memory file, or MemoryFileError: cheap, so callers check before a model loads.
+
+    Reads the header only (a few kilobytes), so a foreign file (a video passed to ``--load``)
+    is refused in milliseconds; the full checks (checksums, tensors) come with load_file.
+    """
+    return read_info(path)
+
+
 def read_info(path: str | Path) -> dict[str, Any]:
     """The JSON info of a memory file, reading only its header (no checksum check)."""
     target = Path(path)
     try:
         with target.open('rb') as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise MemoryFileError(f'{target} is not a memory file: only {len(head)} bytes')
-            (size,) = struct.unpack('<Q', head)
-            if size > MAX_HEADER_BYTES:
-                raise MemoryFileError(f'{target} is not a memory file: header of {size} bytes')
-            raw = f.read(size)
+            raw = _read_header(target, f)
     except FileNotFoundError as exc:
         raise MemoryFileError(f'memory file {target} does not exist') from exc
     except IsADirectoryError as exc:
         raise MemoryFileError(f'memory file {target} is a folder') from exc
+    except MemoryFileError:
+        raise  # an OSError too: already says what is wrong
+    except OSError as exc:
+        raise MemoryFileError(f'cannot read memory file {target}: {exc.strerror or exc}') from exc
+    return _parse_header(target, raw)
+
+
+def _read_header(target: Path, f: BinaryIO) -> bytes:
+    """The JSON header bytes; refuses what cannot start a safetensors file.
+
+    A safetensors file starts with the header's length (8 bytes, little endian) and then the
+    JSON header itself, which starts with '{'. Any other file (text, a video) read that way
+    gives an absurd length; naming that length would only confuse, so the message says what
+    the file is not and shows its first bytes.
+    """
+    head = f.read(9)
+    if len(head) < 9:
+        raise MemoryFileError(
+            f'{target} is not a flash_vstream_ros memory file: only {len(head)} bytes'
+        )
+    (size,) = struct.unpack('<Q', head[:8])
+    if not 2 <= size <= MAX_HEADER_BYTES or head[8:9] != b'{':
+        raise MemoryFileError(
+            f'{target} is not a flash_vstream_ros memory file: no safetensors header '
+            f'(bad magic / implausible header length; it starts with {head[:8]!r})'
+        )
+    raw = bytes(head[8:]) + f.read(size - 1)
     if len(raw) < size:
         raise MemoryFileError(f'{target} is truncated: header cut at {len(raw)} of {size} bytes')
-    return _parse_header(target, raw)
+    return raw
 
 
 def _parse_header(target: Path, raw: bytes) -> dict[str, Any]:

@@ -8,7 +8,10 @@ JPEG is still worth replaying).
 * Video (anything OpenCV reads): stamps from ``CAP_PROP_POS_MSEC``, falling back to
   ``index / fps`` when the container gives none; camera = the file's stem.
 * Image folder: files sorted by name (png, jpg, jpeg, bmp, tif, tiff, webp), stamps
-  ``index / fps``; camera = the folder's name.
+  ``index / fps``; camera = the folder's name. An undecodable file goes to ``on_bad`` and is
+  skipped like a bad bag message (without ``on_bad`` it raises SourceError).
+* A video file is checked first (io/video_file.py): empty, not a video (no known container
+  signature) and truncated/unreadable are three different one-line SourceErrors.
 * rosbag2 folder or file (MCAP or sqlite3, read with ``rosbags``): ``sensor_msgs/Image`` and
   ``sensor_msgs/CompressedImage`` topics, header stamps (the bag's receive time when a header
   stamp is zero); camera = the topic without its leading '/', other '/' replaced by '_'.
@@ -21,11 +24,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+import sys
 from typing import Any
 
 import numpy as np
 
 from flash_vstream_ros.errors import BadFrameError, SourceError
+from flash_vstream_ros.io.video_file import captured_stderr, check_video_file, unreadable
 from flash_vstream_ros.stamps import from_sec_nanosec, to_ns
 
 FrameItem = tuple[np.ndarray, int, str]  # (rgb (H, W, 3) uint8, stamp ns, camera)
@@ -64,7 +69,7 @@ def open_source(
     if _is_bag(p):
         return open_bag(p, topics=topics, on_bad=on_bad)
     if p.is_dir():
-        return open_image_folder(p, fps=fps)
+        return open_image_folder(p, fps=fps, on_bad=on_bad)
     return open_video(p)
 
 
@@ -80,12 +85,18 @@ def _is_bag(p: Path) -> bool:
 
 
 def open_video(path: str | Path, camera: str = '') -> Source:
+    """A video file; refused up front when empty, not a video, or truncated (one clear line)."""
     import cv2
 
     p = Path(path)
-    cap = cv2.VideoCapture(str(p))
-    if not cap.isOpened():
-        raise SourceError(f'cannot open video {p}: OpenCV has no reader for it')
+    container = check_video_file(p)
+    with captured_stderr() as ffmpeg_lines:
+        cap = cv2.VideoCapture(str(p))
+        opened = cap.isOpened()
+    if not opened:
+        raise unreadable(p, container, ffmpeg_lines)
+    if ffmpeg_lines:  # a file that opens: FFmpeg's remarks still reach the user
+        sys.stderr.write('\n'.join(ffmpeg_lines) + '\n')
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     cap.release()
     name = camera or p.stem
@@ -124,7 +135,10 @@ def _video_frames(path: Path, camera: str) -> Iterator[FrameItem]:
 # ----------------------------------------------------------------- image folder
 
 
-def open_image_folder(path: str | Path, fps: float = 1.0, camera: str = '') -> Source:
+def open_image_folder(
+    path: str | Path, fps: float = 1.0, camera: str = '', on_bad: BadCallback | None = None
+) -> Source:
+    """Image files by name; an undecodable one goes to ``on_bad`` and is skipped (as in bags)."""
     p = Path(path)
     if fps <= 0:
         raise SourceError(f'image folder fps must be > 0, got {fps}')
@@ -132,17 +146,29 @@ def open_image_folder(path: str | Path, fps: float = 1.0, camera: str = '') -> S
     if not files:
         raise SourceError(f'image folder {p} has no images ({", ".join(sorted(IMAGE_SUFFIXES))})')
     name = camera or p.name
-    return Source('images', str(p), len(files), (name,), lambda: _folder_frames(files, fps, name))
+    return Source(
+        'images', str(p), len(files), (name,), lambda: _folder_frames(files, fps, name, on_bad)
+    )
 
 
-def _folder_frames(files: list[Path], fps: float, camera: str) -> Iterator[FrameItem]:
+def _folder_frames(
+    files: list[Path], fps: float, camera: str, on_bad: BadCallback | None
+) -> Iterator[FrameItem]:
+    """Decoded files; a skipped file keeps its slot in time (stamp = index / fps)."""
     import cv2
 
+    decoded = 0
     for i, f in enumerate(files):
         bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
         if bgr is None:
-            raise SourceError(f'cannot decode image {f}')
+            if on_bad is None:
+                raise SourceError(f'cannot decode image {f}')
+            on_bad(f'cannot decode image {f}')
+            continue
+        decoded += 1
         yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), to_ns(i / fps), camera
+    if decoded == 0:
+        raise SourceError(f'image folder {files[0].parent} has no decodable image')
 
 
 # ----------------------------------------------------------------- rosbag2
