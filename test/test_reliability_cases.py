@@ -13,6 +13,7 @@ from reliability.report import Row
 
 pytestmark = pytest.mark.unit
 
+
 @pytest.mark.parametrize('case', CASES, ids=[c.name for c in CASES])
 def test_crafted_file_is_refused_with_a_message(tmp_path: Path, case: Crafted) -> None:
     got, message = crafted_files.run_case(tmp_path, case)
