@@ -6,6 +6,7 @@ memory, UDP on 127.0.0.1 only); every one is ended by its own PID.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import os
 from pathlib import Path
 import sys
@@ -44,7 +45,12 @@ def start_node(params: Path, domain_id: int, log: Path, namespace: str, module: 
 
 
 class Client:
-    """An in-process node on the suite's domain, spun by a background executor."""
+    """An in-process node on the suite's domain, spun by a background executor.
+
+    Entities are created as tasks of the spinning executor (:meth:`on_executor`), never from
+    the caller's thread while it spins (rclpy's entities are not safe to add or remove under a
+    spinning wait set).
+    """
 
     def __init__(self, domain_id: int, name: str = 'reliability_client') -> None:
         self.context = Context()
@@ -62,7 +68,17 @@ class Client:
             with self._lock:
                 self._latest[topic] = msg
 
-        self.node.create_subscription(msg_type, topic, keep, 10)
+        self.on_executor(lambda: self.node.create_subscription(msg_type, topic, keep, 10))
+
+    def on_executor(self, fn: Callable[[], Any], timeout: float = 30.0) -> Any:
+        """Run ``fn`` as a task of the spinning executor; its result (or its exception)."""
+        task = self.executor.create_task(fn)
+        deadline = time.monotonic() + timeout
+        while not task.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'executor task {fn!r} did not run within {timeout} s')
+            time.sleep(0.005)
+        return task.result()
 
     def latest(self, topic: str) -> Any:
         with self._lock:
@@ -73,13 +89,13 @@ class Client:
             depth=1000,
             reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
         )
-        return self.node.create_publisher(msg_type, topic, qos)
+        return self.on_executor(lambda: self.node.create_publisher(msg_type, topic, qos))
 
     def service(self, srv_type: Any, name: str) -> Any:
-        return self.node.create_client(srv_type, name)
+        return self.on_executor(lambda: self.node.create_client(srv_type, name))
 
     def action(self, action_type: Any, name: str) -> ActionClient:
-        return ActionClient(self.node, action_type, name)
+        return self.on_executor(lambda: ActionClient(self.node, action_type, name))
 
     def close(self) -> None:
         self.executor.shutdown()

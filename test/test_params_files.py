@@ -53,3 +53,16 @@ def test_node_parameters_from_default_and_family_files(family: str) -> None:
         node.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)
+
+
+@pytest.mark.unit
+def test_paper_memory_file_is_the_papers_memory() -> None:
+    """config/paper_memory.yaml: no timeline, seeds as they come, no recent frames; the rest is
+    this package's defaults, which follow the research code."""
+    cfg: AppConfig = load_yaml(CONFIG / 'paper_memory.yaml')
+    assert cfg.memory.timeline.segments == 0
+    assert cfg.memory.star.abstract_seed_cosine == 1.0
+    assert cfg.memory.star.recent_frames == 0
+    assert cfg.memory.star.token_count == 681
+    changed = {k for k, v in flatten(cfg).items() if flatten(AppConfig())[k] != v}
+    assert changed <= {'memory.timeline.segments', 'memory.star.abstract_seed_cosine'}
