@@ -277,3 +277,29 @@ def test_topic_resolution_without_resolve_topic_name() -> None:
     assert resolve(OldNode('/'), 'image_raw') == '/image_raw'  # type: ignore[arg-type]
     assert resolve(OldNode('/robot'), 'cam/image') == '/robot/cam/image'  # type: ignore[arg-type]
     assert resolve(OldNode('/robot'), '/abs') == '/abs'  # type: ignore[arg-type]
+
+
+def test_a_publish_failing_after_sigint_is_the_stop_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGINT shuts the context down at any moment; the publish in flight then raises. The
+    player used to exit 1 with a traceback (seen under load); it is the stop asked for."""
+    from flash_vstream_ros.ros import bag_tools
+
+    write_world_bag(tmp_path / 'bag', frames=3, fps=30.0, width=32, height=24)
+
+    def interrupted(self: Any) -> None:
+        rclpy.shutdown()  # what the SIGINT handler does
+        raise RuntimeError("Failed to publish: publisher's context is invalid")
+
+    monkeypatch.setattr(bag_tools.Player, 'play_once', interrupted)
+    monkeypatch.setenv('ROS_DOMAIN_ID', '84')
+    monkeypatch.setenv('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    assert bag_tools.main(['flash_vstream_bag', 'play', str(tmp_path / 'bag'), '--loop']) == 0
+
+    def broken(self: Any) -> None:
+        raise RuntimeError('a real failure')  # the context is fine: this one must surface
+
+    monkeypatch.setattr(bag_tools.Player, 'play_once', broken)
+    with pytest.raises(RuntimeError, match='a real failure'):
+        bag_tools.main(['flash_vstream_bag', 'play', str(tmp_path / 'bag')])

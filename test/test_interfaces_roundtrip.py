@@ -117,12 +117,15 @@ def test_ask_stream_action_streams_feedback(report: dict) -> None:
     assert stream['status'] == STATUS_SUCCEEDED
     assert stream['answer'] == 'one two three four'
     assert stream['answer_tokens'] == 4
-    assert stream['feedback'] == [
-        ['one', 'one', 1],
-        ['two', 'one two', 2],
-        ['three', 'one two three', 3],
-        ['four', 'one two three four', 4],
-    ]
+    # Feedback is reliable but DDS keeps none for a subscriber matched late: the server waits
+    # for one (up to 1 s), and every piece that arrives must be the right one, in order; the
+    # last one always arrives before the result is asked for.
+    words = ['one', 'two', 'three', 'four']
+    expected = [[w, ' '.join(words[: i + 1]), i + 1] for i, w in enumerate(words)]
+    got = stream['feedback']
+    assert got
+    assert got == [e for e in expected if e in got]
+    assert got[-1] == expected[-1]
 
 
 def test_ask_stream_action_rejects_and_cancels(report: dict) -> None:

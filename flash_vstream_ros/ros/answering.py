@@ -46,6 +46,10 @@ FEEDBACK_DEPTH = 256  # a burst of fast tokens must not overwrite unsent feedbac
 # loses requests when more clients than that ask at once, and their callers wait forever.
 ASK_QUEUE_DEPTH = 100
 CANCEL_SETTLE_S = 1.0  # how long to wait for the action server to mark a goal canceling
+# How long a goal waits for its feedback topic to have a subscriber before the first token: a
+# client that sends its goal the moment it discovers the server may not be matched yet, and
+# DDS does not keep feedback for late joiners (the first pieces were lost under load).
+FEEDBACK_MATCH_S = 1.0
 ACTION_NAME = '~/ask_stream'
 
 
@@ -147,6 +151,14 @@ class AskServer:
             with self._lock:
                 self._cancels.pop(key, None)
 
+    def _wait_for_feedback_subscriber(self) -> None:
+        """Up to FEEDBACK_MATCH_S until the feedback topic has a subscriber (see there)."""
+        deadline = time.monotonic() + FEEDBACK_MATCH_S
+        while self._node.count_subscribers(self._feedback_topic) == 0:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
+
     def _client_gone(self, key: bytes, cancel: threading.Event) -> Callable[[], None]:
         def gone() -> None:
             self._log.warning(
@@ -164,6 +176,7 @@ class AskServer:
             goal_handle.abort()
             return fill_failure(result, why, None, self._state())
         pieces: list[str] = []
+        self._wait_for_feedback_subscriber()
 
         def on_token(text: str, tokens: int) -> None:
             pieces.append(text)  # answer_tokens: tokens generated, as in the result

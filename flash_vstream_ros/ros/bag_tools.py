@@ -251,6 +251,11 @@ def play(args: argparse.Namespace, ros_args: list[str]) -> int:
             node.flush()
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
+        except Exception:
+            # SIGINT shuts the context down at any moment, so a publish in flight then fails
+            # ("publisher's context is invalid"): that is the stop asked for, not an error
+            if rclpy.ok():
+                raise
         finally:
             if node is not None:
                 node.get_logger().info(f'published {node.published} message(s)')

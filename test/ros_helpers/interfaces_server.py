@@ -116,6 +116,10 @@ class InterfacesServer(Node):
         limit = goal_handle.request.max_new_tokens or len(words)
         partial: list[str] = []
         result = AskStream.Result(success=True, stop_reason='eos')
+        topic = self.resolve_topic_name('~/ask_stream') + '/_action/feedback'
+        deadline = time.monotonic() + 1.0  # as the node does: a just-matched client's feedback
+        while self.count_subscribers(topic) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
         for word in words[:limit]:
             if goal_handle.is_cancel_requested:
                 goal_handle.canceled()
