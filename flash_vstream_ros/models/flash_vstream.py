@@ -55,6 +55,7 @@ class FlashVStreamModel:
         first = next(modules.lm.parameters())
         self.device, self.dtype = first.device, first.dtype
         vcfg = modules.vision.config
+        _check_select_layer(spec.select_layer, int(vcfg.num_hidden_layers), name)
         side = vcfg.image_size // vcfg.patch_size
         self.feature_grid = (side, side)
         self.feature_dim = spec.mm_hidden_size
@@ -126,6 +127,15 @@ class FlashVStreamModel:
         self.modules.to('meta')
         if self.device.type == 'cuda':
             torch.cuda.empty_cache()
+
+
+def _check_select_layer(layer: int, layers: int, where: str) -> None:
+    """The tower has ``layers + 1`` hidden states (embeddings first); refuse other indices."""
+    if not -(layers + 1) <= layer <= layers:
+        raise CheckpointError(
+            f'{where}: config.json mm_vision_select_layer={layer} is not supported; '
+            f'supported: -{layers + 1} .. {layers} (the vision tower has {layers} layers)'
+        )
 
 
 def _eos_ids(tokenizer: Any, raw: dict[str, Any]) -> set[int]:
@@ -232,7 +242,9 @@ def load_tokenizer(folder: Path, config: Any = None) -> Any:
     """
     from transformers import AutoTokenizer
 
-    slow_only = (folder / 'tokenizer.model').is_file() and not (folder / 'tokenizer.json').is_file()
+    slow_only = (folder / 'tokenizer.model').is_file() and not (
+        folder / 'tokenizer.json'
+    ).is_file()
     hint = ' (a SentencePiece tokenizer.model needs: pip install sentencepiece protobuf)'
     missing = missing_packages(SENTENCEPIECE_PACKAGES) if slow_only else []
     if missing:
