@@ -121,7 +121,7 @@ def test_v1_prompt_ids_are_the_research_templates(
         monkeypatch.setattr(v1_model, 'tokenizer', fv.load_tokenizer(sentencepiece_folder))
     before, after = v1_model.prompt_ids(question, CONTEXT)
     expected = research_ids(research_prompt(question), v1_model.tokenizer)
-    assert before + [IMAGE_INDEX] + after == expected
+    assert [*before, IMAGE_INDEX, *after] == expected
     assert before[0] == v1_model.tokenizer.bos_token_id
 
 
@@ -146,7 +146,8 @@ def test_sentencepiece_only_folder_loads_offline(
     ]
     tok = fv.load_tokenizer(sentencepiece_folder)
     ids = tok('Where is the red toolbox?')['input_ids']
-    assert ids[0] == 1 and tok.eos_token_id == 2
+    assert ids[0] == 1
+    assert tok.eos_token_id == 2
     assert tok.decode(ids, skip_special_tokens=True) == 'Where is the red toolbox?'
     assert tok.decode(tok('東京 🙂', add_special_tokens=False)['input_ids']) == '東京 🙂'
 
@@ -216,7 +217,7 @@ def test_llava_prompt_ids_are_the_processors(
     question = 'What happened in the video?'
     before, after = model.prompt_ids(question, CONTEXT)
     image_id = model.tokenizer.convert_tokens_to_ids('<image>')
-    ours = before + [image_id] + after
+    ours = [*before, image_id, *after]
     assert ours == processor_ids(folder, question)
     documented = chat_templates.DOCUMENTED[layout].format(text=question)
     assert ours == model.tokenizer(documented)['input_ids']

@@ -148,7 +148,7 @@ BEHAVIOUR_KEYS: dict[str, tuple[Any, Callable[[Any], bool], str]] = {
     ),
     'video_sample_type': (None, lambda v: v == 'weighted_kmeans', "'weighted_kmeans'"),
     'compress_Turing_hidden_dim': (TURING_HIDDEN_DEFAULT, _is_int, 'an integer'),
-    **{k: (1, _is_number, 'a number') for k in MEMORY_KEYS},
+    **dict.fromkeys(MEMORY_KEYS, (1, _is_number, 'a number')),
 }
 
 
