@@ -271,9 +271,7 @@ class GenerationConfig(ConfigNode):
     top_p: float = param(1.0, 'Nucleus sampling mass (temperature > 0)', low=0.0, high=1.0)
     max_question_chars: int = param(2000, 'Longest question accepted', low=1, high=100_000)
     time_context: bool = param(
-        False,
-        'Put a sentence on what the memory covers (span, frames, cameras) before the question; '
-        'off = the trained prompt, token for token',
+        False, 'Say what the memory covers before the question (off: the trained prompt exactly)'
     )
 
     def validate(self) -> None:
