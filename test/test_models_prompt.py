@@ -160,7 +160,7 @@ def test_missing_sentencepiece_is_named(
     real = util.find_spec
     hidden = {'sentencepiece', 'google.protobuf'}
     monkeypatch.setattr(util, 'find_spec', lambda n, *a: None if n in hidden else real(n, *a))
-    with pytest.raises(CheckpointError, match=r'sentencepiece, protobuf is not installed.*pip'):
+    with pytest.raises(CheckpointError, match=r'installed: sentencepiece, protobuf.*pip install'):
         fv.load_tokenizer(sentencepiece_folder)
     assert fv.missing_packages(fv.SENTENCEPIECE_PACKAGES) == ['sentencepiece', 'protobuf']
 

@@ -250,7 +250,7 @@ def load_tokenizer(folder: Path, config: Any = None) -> Any:
     if missing:
         raise CheckpointError(
             f'cannot load the tokenizer of {folder}: it has only a SentencePiece '
-            f'tokenizer.model and {", ".join(missing)} is not installed{hint}'
+            f'tokenizer.model and these are not installed: {", ".join(missing)}{hint}'
         )
     extra = {'config': config} if config is not None else {}
     try:
@@ -262,7 +262,7 @@ def load_tokenizer(folder: Path, config: Any = None) -> Any:
 
 
 def missing_packages(modules: Mapping[str, str]) -> list[str]:
-    """Pip names of the modules (module -> pip name) that cannot be found (none is imported)."""
+    """Pip names of the modules (module -> pip name) not found (by find_spec, not imported)."""
     from importlib.util import find_spec
 
     missing = []
