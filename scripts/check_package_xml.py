@@ -71,6 +71,7 @@ PIP_ONLY = {
     'transformers': ('transformers', 'python3-transformers-pip'),
     'safetensors': ('safetensors', None),
     'tokenizers': ('tokenizers', None),
+    'sentencepiece': ('sentencepiece', None),
     'huggingface_hub': ('huggingface-hub', 'python3-huggingface-hub-pip'),
     'rosbags': ('rosbags', 'python3-rosbags-pip'),
     'rosbags_image': ('rosbags-image', None),

@@ -59,7 +59,9 @@ def test_context_sentence_and_vicuna_template() -> None:
     before, after = vicuna_v1('  Where is the box? ', ctx)
     assert before.startswith('A chat between a curious user and an artificial intelligence')
     assert before.endswith(' USER: ')
-    assert after == f'\n{context_sentence(ctx)} Where is the box? ASSISTANT:'
+    assert after == '\nWhere is the box? ASSISTANT:'  # the trained prompt: no extra sentence
+    _, with_time = vicuna_v1('  Where is the box? ', ctx, time_context=True)
+    assert with_time == f'\n{context_sentence(ctx)} Where is the box? ASSISTANT:'
 
 
 def test_text_stream_holds_back_partial_characters() -> None:

@@ -270,6 +270,9 @@ class GenerationConfig(ConfigNode):
     temperature: float = param(0.0, 'Sampling temperature (0 = greedy)', low=0.0, high=5.0)
     top_p: float = param(1.0, 'Nucleus sampling mass (temperature > 0)', low=0.0, high=1.0)
     max_question_chars: int = param(2000, 'Longest question accepted', low=1, high=100_000)
+    time_context: bool = param(
+        False, 'Say what the memory covers before the question (off: the trained prompt exactly)'
+    )
 
     def validate(self) -> None:
         check_temperature('GenerationConfig.temperature', self.temperature, ConfigError)

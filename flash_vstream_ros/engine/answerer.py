@@ -95,6 +95,7 @@ class Answerer:
                 max_new_tokens=limits.max_new_tokens,
                 temperature=limits.temperature,
                 top_p=generation.top_p,
+                time_context=generation.time_context,
             )
             gen = self._generate(readout, text, context, request, on_token, cancel)
         finally:

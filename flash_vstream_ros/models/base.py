@@ -22,6 +22,7 @@ class GenerationRequest:
     max_new_tokens: int = 128
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
+    time_context: bool = False  # say what the memory covers before the question (untrained)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ place of ``<image>``. The abstract memory's learned q/k projections come with th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 import logging
 from pathlib import Path
 import time
@@ -55,6 +55,7 @@ class FlashVStreamModel:
         first = next(modules.lm.parameters())
         self.device, self.dtype = first.device, first.dtype
         vcfg = modules.vision.config
+        _check_select_layer(spec.select_layer, int(vcfg.num_hidden_layers), name)
         side = vcfg.image_size // vcfg.patch_size
         self.feature_grid = (side, side)
         self.feature_dim = spec.mm_hidden_size
@@ -85,20 +86,35 @@ class FlashVStreamModel:
         should_stop: StopCheck | None = None,
     ) -> Generation:
         """Answer from memory tokens (N, D) in readout order."""
-        before, after = vicuna_v1(question, context)
+        before, after = self.prompt_ids(question, context, request.time_context)
+        table = self.modules.lm.get_input_embeddings()
         with torch.inference_mode():
             visual = self.modules.projector(tokens.to(self.device, self.dtype))  # (N, H)
-            embeds = torch.cat(
-                [self._embed(before, True), visual, self._embed(after, False)]
-            ).unsqueeze(0)  # (1, T, H)
+            embeds = torch.cat([table(self._tensor(before)), visual, table(self._tensor(after))])
         return generate(
-            self.modules.lm, embeds, self.tokenizer, self.eos_ids, request, on_token, should_stop
+            self.modules.lm,
+            embeds.unsqueeze(0),  # (1, T, H)
+            self.tokenizer,
+            self.eos_ids,
+            request,
+            on_token,
+            should_stop,
         )
 
-    def _embed(self, text: str, special: bool) -> torch.Tensor:
-        ids = self.tokenizer(text, add_special_tokens=special)['input_ids']
-        table = self.modules.lm.get_input_embeddings()
-        return table(torch.tensor(ids, dtype=torch.long, device=self.device))  # (T, H)
+    def prompt_ids(
+        self, question: str, context: PromptContext, time_context: bool = False
+    ) -> tuple[list[int], list[int]]:
+        """Token ids before and after the memory tokens, as ``tokenizer_image_token`` makes them.
+
+        The research code tokenizes each side of ``<image>`` with BOS and keeps BOS only at the
+        start: the text before gets special tokens, the text after does not.
+        """
+        before, after = vicuna_v1(question, context, time_context)
+        first = self.tokenizer(before, add_special_tokens=True)['input_ids']
+        return list(first), list(self.tokenizer(after, add_special_tokens=False)['input_ids'])
+
+    def _tensor(self, ids: list[int]) -> torch.Tensor:
+        return torch.tensor(ids, dtype=torch.long, device=self.device)  # (T,)
 
     def compile_encoder(self) -> None:
         """torch.compile the vision tower (CUDA; the first encode of each batch size is slow)."""
@@ -111,6 +127,15 @@ class FlashVStreamModel:
         self.modules.to('meta')
         if self.device.type == 'cuda':
             torch.cuda.empty_cache()
+
+
+def _check_select_layer(layer: int, layers: int, where: str) -> None:
+    """The tower has ``layers + 1`` hidden states (embeddings first); refuse other indices."""
+    if not -(layers + 1) <= layer <= layers:
+        raise CheckpointError(
+            f'{where}: config.json mm_vision_select_layer={layer} is not supported; '
+            f'supported: -{layers + 1} .. {layers} (the vision tower has {layers} layers)'
+        )
 
 
 def _eos_ids(tokenizer: Any, raw: dict[str, Any]) -> set[int]:
@@ -204,19 +229,48 @@ def _clip_spec(modules: V1Modules) -> ImageSpec:
     return ImageSpec(size=side, crop=side)
 
 
+# module -> pip package that a SentencePiece-only tokenizer needs
+SENTENCEPIECE_PACKAGES = {'sentencepiece': 'sentencepiece', 'google.protobuf': 'protobuf'}
+
+
 def load_tokenizer(folder: Path, config: Any = None) -> Any:
     """The folder's tokenizer (offline); CheckpointError when absent or unreadable.
 
     A folder with only a SentencePiece ``tokenizer.model`` (as the released v1 checkpoint has)
-    needs the ``sentencepiece`` and ``protobuf`` packages to be converted.
+    needs the ``sentencepiece`` and ``protobuf`` packages to be converted; checked first, so
+    that the error names them rather than a conversion failure deep in transformers.
     """
     from transformers import AutoTokenizer
 
+    slow_only = (folder / 'tokenizer.model').is_file() and not (
+        folder / 'tokenizer.json'
+    ).is_file()
+    hint = ' (a SentencePiece tokenizer.model needs: pip install sentencepiece protobuf)'
+    missing = missing_packages(SENTENCEPIECE_PACKAGES) if slow_only else []
+    if missing:
+        raise CheckpointError(
+            f'cannot load the tokenizer of {folder}: it has only a SentencePiece '
+            f'tokenizer.model and these are not installed: {", ".join(missing)}{hint}'
+        )
     extra = {'config': config} if config is not None else {}
     try:
         return AutoTokenizer.from_pretrained(str(folder), local_files_only=True, **extra)
     except (OSError, ValueError, TypeError, ImportError) as exc:
-        hint = ''
-        if (folder / 'tokenizer.model').is_file() and not (folder / 'tokenizer.json').is_file():
-            hint = ' (a SentencePiece tokenizer.model needs: pip install sentencepiece protobuf)'
-        raise CheckpointError(f'cannot load the tokenizer of {folder}: {exc}{hint}') from exc
+        raise CheckpointError(
+            f'cannot load the tokenizer of {folder}: {exc}{hint if slow_only else ""}'
+        ) from exc
+
+
+def missing_packages(modules: Mapping[str, str]) -> list[str]:
+    """Pip names of the modules (module -> pip name) not found (by find_spec, not imported)."""
+    from importlib.util import find_spec
+
+    missing = []
+    for name, package in modules.items():
+        try:
+            found = find_spec(name) is not None
+        except (ImportError, ValueError):  # a parent package is missing, or a broken stub
+            found = False
+        if not found:
+            missing.append(package)
+    return missing

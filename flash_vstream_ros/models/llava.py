@@ -35,7 +35,7 @@ from flash_vstream_ros.models.preprocess import (
     ImageSpec,
     preprocess,
 )
-from flash_vstream_ros.models.prompt import IMAGE_TOKEN, context_sentence
+from flash_vstream_ros.models.prompt import IMAGE_TOKEN, user_text
 
 log = logging.getLogger(__name__)
 CLASSES = {
@@ -110,26 +110,40 @@ class LlavaModel:
         should_stop: StopCheck | None = None,
     ) -> Generation:
         """Answer from memory tokens (N, D) in readout order."""
-        text = f'{context_sentence(context)} {question.strip()}'
-        before, after, special = self._prompt(text)
+        before, after = self.prompt_ids(question, context, request.time_context)
         embed = self.model.get_input_embeddings()
         with torch.inference_mode():
             visual = self.projector(tokens.to(self.device, self.dtype).unsqueeze(0))[0]  # (N, H)
-            parts = [self._ids(before, special), None, self._ids(after, False)]
-            embeds = torch.cat([visual if p is None else embed(p) for p in parts]).unsqueeze(0)
+            parts = [embed(self._tensor(before)), visual, embed(self._tensor(after))]
+            embeds = torch.cat(parts).unsqueeze(0)  # (1, T, H)
         return generate(
             self.model, embeds, self.tokenizer, self.eos_ids, request, on_token, should_stop
         )
 
+    def prompt_ids(
+        self, question: str, context: PromptContext, time_context: bool = False
+    ) -> tuple[list[int], list[int]]:
+        """Token ids before and after the memory tokens, as the model's processor makes them."""
+        before, after, special = self._prompt(user_text(question, context, time_context))
+        first = self.tokenizer(before, add_special_tokens=special)['input_ids']
+        return list(first), list(self.tokenizer(after, add_special_tokens=False)['input_ids'])
+
     def _prompt(self, text: str) -> tuple[str, str, bool]:
-        """(text before the image, text after, add BOS) from the chat template or a plain one."""
+        """(text before the image, text after, add special tokens) from the chat template.
+
+        The processor tokenizes the rendered prompt with the tokenizer's special tokens (BOS
+        for Llama/Vicuna) unless the template already starts with BOS (transformers'
+        ``apply_chat_template`` rule); the llava-1.5 hub template has none, so BOS is added.
+        Without a template: the llava-1.5 prompt format of the model cards.
+        """
         if self.chat_template:
             rendered = self._render([{'type': 'image'}, {'type': 'text', 'text': text}])
             if self.image_token not in rendered:
                 rendered = self._render(f'{self.image_token}\n{text}')
             if self.image_token in rendered:
                 before, after = rendered.split(self.image_token, 1)
-                return before, after, False
+                bos = getattr(self.tokenizer, 'bos_token', None)
+                return before, after, not (bos and rendered.startswith(bos))
             log.warning('the chat template drops the image; using a plain template')
         return 'USER: ', f'\n{text} ASSISTANT:', True
 
@@ -144,8 +158,7 @@ class LlavaModel:
             )
         )
 
-    def _ids(self, text: str, special: bool) -> torch.Tensor:
-        ids = self.tokenizer(text, add_special_tokens=special)['input_ids']
+    def _tensor(self, ids: list[int]) -> torch.Tensor:
         return torch.tensor(ids, dtype=torch.long, device=self.device)  # (T,)
 
     def compile_encoder(self) -> None:

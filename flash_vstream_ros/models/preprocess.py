@@ -1,7 +1,11 @@
-"""Frame preprocessing in torch on the model's device: resize, center crop, normalise.
+"""Frame preprocessing exactly as transformers' CLIPImageProcessor: resize, center crop, normalise.
 
-What a CLIP image processor does (shortest side to ``size``, bicubic; center crop to ``crop``;
-scale to [0, 1]; normalise per channel), batched, without PIL in the hot path.
+The released checkpoints were trained and evaluated on frames from ``CLIPImageProcessor``
+(PIL backend): shortest side to ``size`` with the long side truncated (``int(size * long /
+short)``), PIL bicubic on uint8, center crop (zero padding when the image is smaller), then
+``x / 255`` and per-channel normalisation in float32. A torch resize differs by a pixel column
+on common sizes (640x480 -> 299 wide instead of 298) and by its bicubic kernel, so the resize
+and crop run in PIL on the CPU (a few ms per frame) and only the normalisation on the device.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import torch
-from torch.nn import functional
 
 from flash_vstream_ros.errors import BadFrameError
 
@@ -21,6 +25,7 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
+BICUBIC = int(Image.Resampling.BICUBIC)  # 3, what CLIP and SigLIP processors use
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class ImageSpec:
     crop: int  # side of the square crop fed to the tower
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
+    resample: int = BICUBIC  # a PIL resampling filter code, as preprocessor_config.json has it
 
     @classmethod
     def from_folder(cls, folder: Path, default: ImageSpec) -> ImageSpec:
@@ -44,7 +50,9 @@ class ImageSpec:
             size, crop = 0, size  # SigLIP style: resize straight to the square
         mean = tuple(data.get('image_mean', default.mean))
         std = tuple(data.get('image_std', default.std))
-        return cls(size=size, crop=crop, mean=mean, std=std)
+        resample = data.get('resample', default.resample)
+        resample = resample if resample in {int(r) for r in Image.Resampling} else BICUBIC
+        return cls(size=size, crop=crop, mean=mean, std=std, resample=int(resample))
 
 
 def _side(value: object, fallback: int) -> int:
@@ -78,30 +86,39 @@ def preprocess(
     """RGB uint8 frames of any sizes -> normalised pixels (B, 3, crop, crop) on ``device``."""
     if not frames:
         raise BadFrameError('no frames to encode')
-    mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
-    out = [_resize_crop(_to_tensor(f, device), spec) for f in frames]  # each (1, 3, c, c)
-    pixels = torch.cat(out) / 255.0  # (B, 3, c, c)
-    return ((pixels - mean) / std).to(dtype)
+    crops = np.stack([resize_crop(f, spec) for f in frames])  # (B, crop, crop, 3) uint8
+    pixels = torch.from_numpy(crops).to(device, non_blocking=True).permute(0, 3, 1, 2)
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    return ((pixels.float() / 255.0 - mean) / std).to(dtype)  # (B, 3, crop, crop)
 
 
-def _to_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
-    check_frame(frame)
-    t = torch.from_numpy(np.ascontiguousarray(frame)).to(device, non_blocking=True)
-    return t.permute(2, 0, 1).unsqueeze(0).float()  # (1, 3, H, W)
-
-
-def _resize_crop(img: torch.Tensor, spec: ImageSpec) -> torch.Tensor:
-    h, w = img.shape[-2:]
+def resize_size(height: int, width: int, spec: ImageSpec) -> tuple[int, int]:
+    """(height, width) after the resize: transformers' ``get_resize_output_image_size``."""
     if spec.size <= 0:
-        size = (spec.crop, spec.crop)
-    else:
-        side = max(spec.size, spec.crop)  # never smaller than the crop
-        scale = side / min(h, w)
-        size = (max(side, round(h * scale)), max(side, round(w * scale)))
-    if size != (h, w):
-        img = functional.interpolate(
-            img, size=size, mode='bicubic', align_corners=False, antialias=True
-        ).clamp_(0, 255)
-    top, left = (size[0] - spec.crop) // 2, (size[1] - spec.crop) // 2
-    return img[..., top : top + spec.crop, left : left + spec.crop]  # (1, 3, crop, crop)
+        return spec.crop, spec.crop
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(spec.size * long / short)  # truncated, as the processor does
+    return (new_long, spec.size) if height > width else (spec.size, new_long)
+
+
+def resize_crop(frame: np.ndarray, spec: ImageSpec) -> np.ndarray:
+    """One RGB uint8 frame (H, W, 3) -> the uint8 center crop (crop, crop, 3) the tower sees."""
+    check_frame(frame)
+    height, width = resize_size(frame.shape[0], frame.shape[1], spec)
+    image = Image.fromarray(np.ascontiguousarray(frame))
+    if (width, height) != image.size:
+        image = image.resize((width, height), resample=spec.resample)
+    return center_crop(np.asarray(image), spec.crop)
+
+
+def center_crop(image: np.ndarray, side: int) -> np.ndarray:
+    """The processor's center crop: top-left at (H - side) // 2; zero padding when smaller."""
+    height, width = image.shape[:2]
+    if height >= side and width >= side:
+        top, left = (height - side) // 2, (width - side) // 2
+        return image[top : top + side, left : left + side]
+    out = np.zeros((max(side, height), max(side, width), 3), dtype=image.dtype)
+    top, left = -(-(out.shape[0] - height) // 2), -(-(out.shape[1] - width) // 2)  # ceil
+    out[top : top + height, left : left + width] = image
+    return center_crop(out, side)

@@ -1,4 +1,12 @@
-"""Prompt text: the vicuna_v1 template of Flash-VStream and a sentence about the memory span."""
+"""Prompt text: the vicuna_v1 template Flash-VStream was trained and evaluated with.
+
+The research evaluation (``eval_video/model_*_qa.py``) builds ``<image>\\n{question}`` as the
+user turn of ``conv_vicuna_v1`` (system text, separator ' ', roles USER / ASSISTANT) and puts the
+memory tokens where ``<image>`` stands. That is the default here, token for token. The sentence
+about the memory span (:func:`context_sentence`) is opt-in (``generation.time_context``): the
+model never saw it in training, but it tells the model how much video and which cameras its
+memory covers, which helps questions about time ("how long ...", "in the last minute").
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,8 @@ VICUNA_SYSTEM = (
     "The assistant gives helpful, detailed, and polite answers to the user's "
     'questions.'
 )
+VICUNA_SEP = ' '  # conv_vicuna_v1.sep: after the system text and after the user turn
+VICUNA_ROLES = ('USER', 'ASSISTANT')
 
 
 def duration_text(seconds: float) -> str:
@@ -40,8 +50,22 @@ def context_sentence(context: PromptContext) -> str:
     return f'The video memory covers {span} ({frames}{where}), ending now.'
 
 
-def vicuna_v1(question: str, context: PromptContext) -> tuple[str, str]:
-    """The prompt split around the memory tokens: (text before, text after)."""
-    before = f'{VICUNA_SYSTEM} USER: '
-    after = f'\n{context_sentence(context)} {question.strip()} ASSISTANT:'
+def user_text(question: str, context: PromptContext, time_context: bool) -> str:
+    """The question as the user turn says it, with the memory sentence first when asked for."""
+    text = question.strip()
+    return f'{context_sentence(context)} {text}' if time_context else text
+
+
+def vicuna_v1(
+    question: str, context: PromptContext, time_context: bool = False
+) -> tuple[str, str]:
+    """The prompt split around the memory tokens: (text before, text after).
+
+    ``conv_vicuna_v1.get_prompt()`` of ``<image>\\n{question}`` is
+    ``{system} USER: <image>\\n{question} ASSISTANT:``; ``tokenizer_image_token`` tokenizes the
+    two sides of ``<image>`` apart (BOS only at the very start), as the caller does.
+    """
+    user, assistant = VICUNA_ROLES
+    before = f'{VICUNA_SYSTEM}{VICUNA_SEP}{user}: '
+    after = f'\n{user_text(question, context, time_context)}{VICUNA_SEP}{assistant}:'
     return before, after

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from flash_vstream_ros.errors import ConfigError
+from flash_vstream_ros.models import chat_templates
 from flash_vstream_ros.models.v1_format import (
     MM_DEFAULTS,
     MODEL_TYPE,
@@ -35,7 +36,7 @@ from flash_vstream_ros.models.v1_format import (
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # bump when the tiny models change: a new folder is built
+FORMAT_VERSION = 3  # bump when the tiny models change: a new folder is built
 SEED = 0
 TINY_FAMILIES = ('flash_vstream', 'llava')
 IMAGE_TOKEN = '<image>'
@@ -50,13 +51,7 @@ CORPUS = [
     'yes no left right up down red green blue black white one two three four five',
     'Café, naïve, über, 東京, 🙂 — unicode text streams byte by byte.',
 ]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}{{ m['role'] | upper }}: "
-    "{% if m['content'] is string %}{{ m['content'] }}{% else %}"
-    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n"
-    "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}\n{% endfor %}"
-    '{% if add_generation_prompt %}ASSISTANT:{% endif %}'
-)
+CHAT_TEMPLATE = chat_templates.LLAVA_15  # llava-hf/llava-1.5-7b-hf, as its hub repo has it
 CLIP_PREPROCESSOR = {
     'image_processor_type': 'CLIPImageProcessor',
     'do_resize': True,
@@ -101,8 +96,11 @@ def ensure_tiny(cache_dir: str | Path = '', family: str = 'flash_vstream') -> Pa
 # --------------------------------------------------------------------------- tokenizer
 
 
-def build_tokenizer(with_chat_template: bool = False) -> Any:
-    """A byte-level BPE tokenizer (Llama-like: BOS prepended) trained on the built-in corpus."""
+def build_tokenizer(with_chat_template: bool = False, bos: bool = True) -> Any:
+    """A byte-level BPE tokenizer trained on the built-in corpus.
+
+    ``bos``: Llama-like (BOS prepended); False: Qwen2-like (no BOS token at all).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -116,13 +114,13 @@ def build_tokenizer(with_chat_template: bool = False) -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(CORPUS * 4, trainer=trainer)
-    bos = tok.token_to_id('<s>')
-    tok.post_processor = processors.TemplateProcessing(
-        single='<s> $A', pair='<s> $A <s> $B', special_tokens=[('<s>', bos)]
-    )
+    if bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single='<s> $A', pair='<s> $A <s> $B', special_tokens=[('<s>', tok.token_to_id('<s>'))]
+        )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token='<s>',
+        bos_token='<s>' if bos else None,
         eos_token='</s>',
         unk_token='<unk>',
         pad_token='<unk>',
@@ -260,13 +258,20 @@ def write_tiny_v1(
 # --------------------------------------------------------------------------- llava
 
 
-def write_tiny_llava(folder: Path, seed: int = SEED) -> Any:
-    """A tiny LlavaForConditionalGeneration saved with save_pretrained; returns the model."""
+def write_tiny_llava(
+    folder: Path, seed: int = SEED, chat_template: str = CHAT_TEMPLATE, bos: bool = True
+) -> Any:
+    """A tiny LlavaForConditionalGeneration saved with save_pretrained; returns the model.
+
+    The chat template goes to ``chat_template.json`` (the processor's file, as the llava-hf
+    repos have it), not into the tokenizer.
+    """
     from transformers import LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(with_chat_template=True)
+    tokenizer = build_tokenizer(bos=bos)
     tokenizer.save_pretrained(str(folder))
+    (folder / 'chat_template.json').write_text(json.dumps({'chat_template': chat_template}))
     text = LlamaConfig(**tiny_llama_kwargs(len(tokenizer)))
     config = LlavaConfig(
         vision_config=tiny_vision_config(),

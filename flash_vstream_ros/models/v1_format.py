@@ -87,18 +87,13 @@ class V1Spec:
         ]
         if missing:
             raise CheckpointError(f'{where}: config.json lacks integer key(s) {missing}')
-        feature = str(raw.get('mm_vision_select_feature', 'patch'))
-        if feature != 'patch' or raw.get('mm_use_4_vision_tokens'):
-            raise CheckpointError(
-                f'{where}: mm_vision_select_feature={feature!r} / '
-                'mm_use_4_vision_tokens are not supported (patch grids only)'
-            )
+        check_supported(raw, where)
         return cls(
             raw=raw,
             mm_hidden_size=raw['mm_hidden_size'],
             hidden_size=raw['hidden_size'],
             select_layer=int(raw.get('mm_vision_select_layer', -2)),
-            select_feature=feature,
+            select_feature=str(raw.get('mm_vision_select_feature', 'patch')),
             projector_depth=_projector_depth(str(raw.get('mm_projector_type', 'linear')), where),
             turing_hidden=int(raw.get('compress_Turing_hidden_dim', TURING_HIDDEN_DEFAULT)),
             vision_tower=str(raw.get('mm_vision_tower', '')),
@@ -128,13 +123,58 @@ class V1Spec:
         return out
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# config.json keys that change what the research code computes: key -> (value when absent, as
+# the research code reads it; whether a value is one we implement; what we implement).
+# Not here: mm_projector_type (parsed by _projector_depth), mm_use_im_patch_token (only adds a
+# training-time token), image_aspect_ratio (still images only; video frames are not padded).
+BEHAVIOUR_KEYS: dict[str, tuple[Any, Callable[[Any], bool], str]] = {
+    'mm_vision_select_feature': ('patch', lambda v: v == 'patch', "'patch' (CLS dropped)"),
+    'mm_vision_select_layer': (-2, _is_int, 'an integer hidden-state index'),
+    'mm_use_4_vision_tokens': (False, lambda v: v is False, 'false'),
+    'mm_use_im_start_end': (False, lambda v: v is False, 'false (no <im_start>/<im_end>)'),
+    'compress_type': (
+        None,
+        lambda v: isinstance(v, str) and 'mean' in v,
+        "'mean' (average pooling; the research code pools for any value containing 'mean', "
+        'and not at all when absent)',
+    ),
+    'video_sample_type': (None, lambda v: v == 'weighted_kmeans', "'weighted_kmeans'"),
+    'compress_Turing_hidden_dim': (TURING_HIDDEN_DEFAULT, _is_int, 'an integer'),
+    **dict.fromkeys(MEMORY_KEYS, (1, _is_number, 'a number')),
+}
+
+
+def check_supported(raw: dict[str, Any], where: str) -> None:
+    """CheckpointError naming key, value and what is supported for a behaviour we lack.
+
+    Assuming a value we do not implement would run a different model than the one trained,
+    silently; refusing says which key to look at.
+    """
+    for key, (absent, ok, supported) in BEHAVIOUR_KEYS.items():
+        value = raw.get(key, absent)
+        if not ok(value):
+            shown = 'absent' if key not in raw else repr(value)
+            raise CheckpointError(
+                f'{where}: config.json {key}={shown} is not supported; supported: {supported}'
+            )
+
+
 def _projector_depth(kind: str, where: str) -> int:
     if kind == 'linear':
         return 1
     match = re.fullmatch(r'mlp(\d+)x_gelu', kind)
     if not match:
         raise CheckpointError(
-            f'{where}: mm_projector_type {kind!r} is not supported (linear or mlpNx_gelu)'
+            f'{where}: config.json mm_projector_type={kind!r} is not supported; '
+            "supported: 'linear' or 'mlpNx_gelu' (e.g. 'mlp2x_gelu')"
         )
     return int(match.group(1))
 
