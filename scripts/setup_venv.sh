@@ -4,7 +4,7 @@
 #   scripts/setup_venv.sh [VENV_DIR]      default: .venv in the repository
 #
 # 1. torch FIRST (TORCH_SPEC, default torch==2.13.0): pip then keeps it, so the package's
-#    `torch>=2.1` never pulls another build. On the project's machines torch==2.13.0 resolves to
+#    `torch>=2.2` never pulls another build. On the project's machines torch==2.13.0 resolves to
 #    the CPU wheel on disk. Elsewhere choose your build, e.g. the CPU one from PyTorch's CPU wheel
 #    index (TORCH_SPEC=torch==2.13.0 PIP_EXTRA_INDEX_URL=<that index>), or on a Jetson NVIDIA's
 #    JetPack wheel installed beforehand (it is kept: an importable torch is never replaced).

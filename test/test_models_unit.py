@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from flash_vstream_ros.config import ModelConfig
 from flash_vstream_ros.errors import BadFrameError, ConfigError
 from flash_vstream_ros.models import resolve_device, resolve_dtype
 from flash_vstream_ros.models.base import GenerationRequest, PromptContext
@@ -149,3 +150,16 @@ def test_device_and_dtype_resolution(caplog: pytest.LogCaptureFixture) -> None:
     assert 'slower' in caplog.text
     with pytest.raises(ConfigError, match='not a torch device'):
         resolve_device('gpu0')
+
+
+def test_a_transformers_that_refuses_this_torch_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import transformers.utils
+
+    from flash_vstream_ros.models import load_model, require_transformers_torch
+
+    require_transformers_torch()  # the installed pair works
+    monkeypatch.setattr(transformers.utils, 'is_torch_available', lambda: False)
+    with pytest.raises(ConfigError, match=r'transformers>=4\.56,<5'):
+        load_model(ModelConfig(family='tiny'))

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 import shutil
 
+from _torch_features import half_dtypes
 import numpy as np
 import pytest
 import torch
@@ -390,7 +391,7 @@ def test_missing_files(broken: Path) -> None:
         load_flash_vstream(broken, CPU, torch.float32)
 
 
-@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('dtype', half_dtypes())
 def test_half_precision_load_keeps_values(pristine: tuple[Path, dict], dtype: torch.dtype) -> None:
     folder, state = pristine
     half = load_flash_vstream(folder, CPU, dtype)

@@ -181,6 +181,7 @@ def test_interfaces_live_in_their_own_folders() -> None:
         'scripts/demo.sh',
         'scripts/colcon_smoke.sh',
         'scripts/check_uninstall.sh',
+        'scripts/test_low_versions.sh',
     ],
 )
 def test_shell_scripts_parse(script: str) -> None:

@@ -25,14 +25,8 @@ from dataclasses import dataclass
 import logging
 from typing import Any
 
-from flash_vstream_ros.config.model_specs import (
-    EncoderShape,
-    LanguageModelShape,
-    ModelSpec,
-    encoder_shape,
-    find_spec,
-    lm_shape,
-)
+from flash_vstream_ros.config.model_configs import encoder_shape, find_spec, lm_shape
+from flash_vstream_ros.config.model_specs import EncoderShape, LanguageModelShape, ModelSpec
 from flash_vstream_ros.config.settings import AppConfig, MemoryConfig
 from flash_vstream_ros.errors import ConfigError, GpuBudgetError
 

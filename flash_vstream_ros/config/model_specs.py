@@ -1,28 +1,28 @@
 """Sizes of the models this package knows, for the GPU memory budget (no torch, no weights).
 
 A :class:`ModelSpec` holds what the budget needs before a model is loaded: its parameter count
-and the shapes that set the KV cache and the activations. Figures come from the published model
-configurations (``config.json`` of each checkpoint):
+and the shapes that set the KV cache and the activations. The budget reads them from the
+model's own config.json wherever one is on disk (:mod:`.model_configs`: a local folder or the
+Hugging Face hub cache); this table is the fallback for a hub id that is not cached yet.
+Shapes come from the published ``config.json`` of each checkpoint; parameter counts are computed
+from the shapes (:func:`count_parameters`), so a config read from disk and the table agree:
 
-* Flash-VStream-7b: Vicuna-7B v1.5 (Llama-2-7B: 6.74B, 32 layers, hidden 4096, 32 heads without
-  GQA, 4k context) + CLIP ViT-L/14 at 224 px (0.30B) + a 1024->4096->4096 MLP projector (21M)
-  + abstract-memory q/k projections: about 7.06B.
-* LLaVA-OneVision-Qwen2-0.5B: Qwen2-0.5B (0.49B, 24 layers, hidden 896, 14 heads, 2 KV heads,
-  32k context) + SigLIP-so400m/14 at 384 px minus its last layer (0.40B) + projector (2M):
-  about 0.89B.
-* LLaVA-OneVision-Qwen2-7B: Qwen2-7B (7.62B, 28 layers, hidden 3584, 28 heads, 4 KV heads)
-  + the same SigLIP: about 8.03B.
+* Flash-VStream-7b: Vicuna-7B v1.5 (Llama-2-7B: 32 layers, hidden 4096, 32 heads without GQA,
+  4k context) + CLIP ViT-L/14 at 224 px + a 1024->4096->4096 MLP projector + abstract-memory
+  q/k/v projections: about 7.06B.
+* LLaVA-OneVision-Qwen2-0.5B: Qwen2-0.5B (24 layers, hidden 896, 14 heads, 2 KV heads, 32k
+  context, tied embeddings) + SigLIP-so400m/14 at 384 px minus its last layer: about 0.89B.
+* LLaVA-Interleave-Qwen-0.5B: Qwen1.5-0.5B (24 layers, hidden 1024, 16 heads, 16 KV heads: no
+  GQA, so 8x the KV cache per token of Qwen2-0.5B) + the same SigLIP: about 0.86B.
+* LLaVA-OneVision-Qwen2-7B: Qwen2-7B (28 layers, hidden 3584, 28 heads, 4 KV heads)
+  + the same SigLIP: about 8.0B.
+* LLaVA-1.5-7B: Vicuna-7B v1.5 (vocabulary 32064) + CLIP ViT-L/14 at 336 px: about 7.06B.
 * tiny: the random test model (a few million parameters; its loaded size is measured).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-import json
-from pathlib import Path
-from typing import Any
-
-from flash_vstream_ros.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class LanguageModelShape:
     intermediate: int  # MLP width
     vocab: int
     max_context: int  # tokens
+    tied_embeddings: bool = False  # the output head shares the input embedding
+    qkv_bias: bool = False  # Qwen2-style biases on the q/k/v projections
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,10 @@ QWEN2_05B = LanguageModelShape(
     kv_heads=2,
     head_dim=64,
     intermediate=4864,
-    vocab=151936,
+    vocab=152000,  # as llava-onevision-qwen2-0.5b-ov-hf has it (Qwen2: 151936, padded)
     max_context=32768,
+    tied_embeddings=True,
+    qkv_bias=True,
 )
 QWEN2_7B = LanguageModelShape(
     layers=28,
@@ -96,9 +100,42 @@ QWEN2_7B = LanguageModelShape(
     intermediate=18944,
     vocab=152064,
     max_context=32768,
+    qkv_bias=True,
+)
+# Qwen1.5-0.5B as llava-interleave-qwen-0.5b-hf has it (vocabulary padded to 152000).
+QWEN15_05B = LanguageModelShape(
+    layers=24,
+    hidden=1024,
+    heads=16,
+    kv_heads=16,
+    head_dim=64,
+    intermediate=2816,
+    vocab=152000,
+    max_context=32768,
+    tied_embeddings=True,
+    qkv_bias=True,
+)
+VICUNA_7B_LLAVA = LanguageModelShape(
+    layers=32,
+    hidden=4096,
+    heads=32,
+    kv_heads=32,
+    head_dim=128,
+    intermediate=11008,
+    vocab=32064,  # llava-1.5-7b-hf adds <image> and padding
+    max_context=4096,
 )
 CLIP_L14_224 = EncoderShape(
     image_size=224,
+    patch=14,
+    hidden=1024,
+    intermediate=4096,
+    heads=16,
+    layers=24,
+    feature_dim=1024,
+)
+CLIP_L14_336 = EncoderShape(
+    image_size=336,
     patch=14,
     hidden=1024,
     intermediate=4096,
@@ -130,103 +167,74 @@ TINY_ENCODER = EncoderShape(
     image_size=224, patch=14, hidden=64, intermediate=128, heads=1, layers=2, feature_dim=64
 )
 
-FLASH_VSTREAM_7B = ModelSpec('Flash-VStream-7b', 7_063_000_000, VICUNA_7B, CLIP_L14_224)
-LLAVA_OV_05B = ModelSpec('LLaVA-OneVision-Qwen2-0.5B', 893_000_000, QWEN2_05B, SIGLIP_SO400M_384)
-LLAVA_OV_7B = ModelSpec('LLaVA-OneVision-Qwen2-7B', 8_030_000_000, QWEN2_7B, SIGLIP_SO400M_384)
+
+# --------------------------------------------------------------------------- parameter counts
+
+
+def lm_parameters(lm: LanguageModelShape) -> int:
+    """Weights of a Llama/Qwen2-style decoder: embeddings, head, attention, gated MLP, norms."""
+    q, kv = lm.heads * lm.head_dim, lm.kv_heads * lm.head_dim
+    attention = lm.hidden * (q + 2 * kv) + q * lm.hidden + (q + 2 * kv if lm.qkv_bias else 0)
+    layer = attention + 3 * lm.hidden * lm.intermediate + 2 * lm.hidden
+    head = 0 if lm.tied_embeddings else lm.vocab * lm.hidden
+    return lm.vocab * lm.hidden + head + lm.layers * layer + lm.hidden
+
+
+def encoder_parameters(enc: EncoderShape) -> int:
+    """Weights of a ViT (CLIP/SigLIP): patch and position embeddings, layers, layer norms."""
+    h = enc.hidden
+    layer = 4 * (h * h + h) + 2 * h * enc.intermediate + enc.intermediate + h + 4 * h
+    embeddings = 3 * enc.patch**2 * h + (enc.tokens + 1) * h
+    return embeddings + enc.layers * layer + 4 * h
+
+
+def projector_parameters(dim_in: int, dim_out: int, depth: int = 2) -> int:
+    """An mlp{depth}x_gelu projector (LLaVA's multi_modal_projector has depth 2)."""
+    return dim_in * dim_out + dim_out + (depth - 1) * (dim_out * dim_out + dim_out)
+
+
+def turing_parameters(dim: int, hidden: int) -> int:
+    """Flash-VStream's abstract-memory attention: q/k/v (dim->hidden), out (hidden->dim), LN."""
+    return 3 * (dim * hidden + hidden) + hidden * dim + dim + 2 * dim
+
+
+def count_parameters(
+    lm: LanguageModelShape, encoder: EncoderShape, projector_depth: int = 2, extra: int = 0
+) -> int:
+    """All weights of a LLaVA-style model; ``extra``: parts of a family's own (v1 memory)."""
+    projector = projector_parameters(encoder.feature_dim, lm.hidden, projector_depth)
+    return lm_parameters(lm) + encoder_parameters(encoder) + projector + extra
+
+
+def sized(name: str, lm: LanguageModelShape, encoder: EncoderShape, extra: int = 0) -> ModelSpec:
+    """A spec whose parameter count is computed from its shapes (as from a config.json)."""
+    return ModelSpec(name, count_parameters(lm, encoder, extra=extra), lm, encoder)
+
+
+V1_TURING_HIDDEN = 32  # compress_Turing_hidden_dim of the released checkpoint (its default)
+FLASH_VSTREAM_7B = sized(
+    'Flash-VStream-7b',
+    VICUNA_7B,
+    CLIP_L14_224,
+    extra=turing_parameters(CLIP_L14_224.feature_dim, V1_TURING_HIDDEN),
+)
+LLAVA_OV_05B = sized('LLaVA-OneVision-Qwen2-0.5B', QWEN2_05B, SIGLIP_SO400M_384)
+LLAVA_INTERLEAVE_05B = sized('LLaVA-Interleave-Qwen-0.5B', QWEN15_05B, SIGLIP_SO400M_384)
+LLAVA_OV_7B = sized('LLaVA-OneVision-Qwen2-7B', QWEN2_7B, SIGLIP_SO400M_384)
+LLAVA_15_7B = sized('LLaVA-1.5-7B', VICUNA_7B_LLAVA, CLIP_L14_336)
 TINY = ModelSpec('tiny', 1_090_000, TINY_LM, TINY_ENCODER)
 
 # Lower-case fragments of a hub id or folder name -> spec; the first fragment found wins.
 KNOWN_MODELS: tuple[tuple[str, ModelSpec], ...] = (
     ('flash-vstream-7b', FLASH_VSTREAM_7B),
     ('llava-onevision-qwen2-0.5b', LLAVA_OV_05B),
-    ('llava-interleave-qwen-0.5b', LLAVA_OV_05B),
+    ('llava-interleave-qwen-0.5b', LLAVA_INTERLEAVE_05B),
     ('llava-onevision-qwen2-7b', LLAVA_OV_7B),
+    ('llava-1.5-7b', LLAVA_15_7B),
 )
 
 
-def find_spec(family: str, path: str) -> ModelSpec:
-    """The spec of ``family``/``path``: tiny, a known hub id or folder name, or a local
-    checkpoint folder's config.json; raises ConfigError naming the known ids."""
-    if family == 'tiny':
-        return TINY
+def table_spec(path: str) -> ModelSpec | None:
+    """The table's spec for a hub id or folder name, None when no known fragment is in it."""
     name = path.rstrip('/').lower()
-    for fragment, spec in KNOWN_MODELS:
-        if fragment in name:
-            return spec
-    folder = Path(path).expanduser()
-    local = spec_from_folder(folder) if path and folder.is_dir() else None
-    if local is not None:
-        return local
-    known = [fragment for fragment, _ in KNOWN_MODELS]
-    raise ConfigError(
-        f'no size known for model.path {path!r} (family {family!r}): its GPU memory cannot be '
-        f'estimated before loading; known names contain one of {known}'
-    )
-
-
-# --------------------------------------------------------------------------- from configs
-
-
-def _get(cfg: Any, key: str, default: Any = None) -> Any:
-    """A key of a config.json dict or an attribute of a transformers config object."""
-    value = cfg.get(key, default) if isinstance(cfg, dict) else getattr(cfg, key, default)
-    return default if value is None else value
-
-
-def lm_shape(cfg: Any) -> LanguageModelShape:
-    """The shape of a decoder from its transformers text config (object or dict)."""
-    heads = int(_get(cfg, 'num_attention_heads'))
-    hidden = int(_get(cfg, 'hidden_size'))
-    return LanguageModelShape(
-        layers=int(_get(cfg, 'num_hidden_layers')),
-        hidden=hidden,
-        heads=heads,
-        kv_heads=int(_get(cfg, 'num_key_value_heads', heads)),
-        head_dim=int(_get(cfg, 'head_dim', hidden // heads)),
-        intermediate=int(_get(cfg, 'intermediate_size')),
-        vocab=int(_get(cfg, 'vocab_size')),
-        max_context=int(_get(cfg, 'max_position_embeddings', 4096)),
-    )
-
-
-def encoder_shape(cfg: Any, feature_dim: int) -> EncoderShape:
-    """The shape of a ViT from its transformers vision config (object or dict)."""
-    return EncoderShape(
-        image_size=int(_get(cfg, 'image_size', 224)),
-        patch=int(_get(cfg, 'patch_size', 14)),
-        hidden=int(_get(cfg, 'hidden_size')),
-        intermediate=int(_get(cfg, 'intermediate_size')),
-        heads=int(_get(cfg, 'num_attention_heads')),
-        layers=int(_get(cfg, 'num_hidden_layers')),
-        feature_dim=feature_dim,
-    )
-
-
-CHECKPOINT_DTYPE_BYTES = {'float32': 4, 'float16': 2, 'bfloat16': 2}
-
-
-def spec_from_folder(folder: Path) -> ModelSpec | None:
-    """A spec read from a local checkpoint's config.json and weight files, None if unreadable.
-
-    LLaVA-style configs carry ``text_config``/``vision_config``; a Flash-VStream v1 config is a
-    Llama config with ``mm_*`` keys (its CLIP tower is CLIP ViT-L/14 unless stated otherwise).
-    Parameters: the weight files' bytes over the checkpoint dtype's size.
-    """
-    path = folder / 'config.json'
-    if not path.is_file():
-        return None
-    try:
-        cfg = json.loads(path.read_text())
-        text = cfg.get('text_config', cfg)
-        lm = lm_shape(text)
-        if 'vision_config' in cfg:
-            vision = cfg['vision_config']
-            encoder = encoder_shape(vision, int(_get(vision, 'hidden_size')))
-        else:
-            encoder = CLIP_L14_224
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(f'cannot read the model shapes from {path}: {exc}') from exc
-    dtype = str(cfg.get('torch_dtype') or text.get('torch_dtype') or 'float16')
-    weights = sum(f.stat().st_size for ext in ('*.safetensors', '*.bin') for f in folder.glob(ext))
-    params = weights // CHECKPOINT_DTYPE_BYTES.get(dtype, 2)
-    return ModelSpec(folder.name, params, lm, encoder)
+    return next((spec for fragment, spec in KNOWN_MODELS if fragment in name), None)

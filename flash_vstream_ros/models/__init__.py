@@ -64,8 +64,23 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return dtype
 
 
+def require_transformers_torch() -> None:
+    """A ConfigError when transformers refuses this torch (transformers 5 disables torch older
+    than 2.6, e.g. a Jetson's JetPack 6 build): it asks transformers itself, no version table."""
+    import transformers
+    from transformers.utils import is_torch_available
+
+    if not is_torch_available():
+        raise ConfigError(
+            f'transformers {transformers.__version__} does not work with torch '
+            f'{torch.__version__} (transformers 5 needs torch>=2.6): keep this torch and '
+            "install 'transformers>=4.56,<5'"
+        )
+
+
 def load_model(cfg: ModelConfig) -> VisionLanguageModel:
     """Load (or, for family='tiny', build once and load) the configured model."""
+    require_transformers_torch()
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     family, folder = _family_and_folder(cfg)

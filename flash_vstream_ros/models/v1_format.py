@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 import contextlib
 from dataclasses import dataclass
+import importlib
 import math
 import re
 from typing import Any
@@ -261,11 +262,23 @@ def make_projector(depth: int, dim_in: int, dim_out: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _no_init_weights() -> Callable[[], contextlib.AbstractContextManager[Any]]:
+    """transformers' context that skips weight init: in ``transformers.initialization`` since 5.0,
+    in ``transformers.modeling_utils`` before (4.x, the Jetson line); found, not version-tested."""
+    for where in ('transformers.initialization', 'transformers.modeling_utils'):
+        try:
+            module = importlib.import_module(where)
+        except ImportError:
+            continue
+        if hasattr(module, 'no_init_weights'):
+            return module.no_init_weights
+    raise CheckpointError('this transformers has no no_init_weights (need transformers>=4.56)')
+
+
 @contextlib.contextmanager
 def build_context(device: torch.device, dtype: torch.dtype, init: bool) -> Iterator[None]:
     """Build modules directly on ``device`` in ``dtype``; skip the random init when loading."""
-    from transformers.initialization import no_init_weights
-
+    no_init_weights = _no_init_weights()
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
