@@ -1,9 +1,10 @@
 """Faults around memory files: SIGKILL in the middle of saves, and files corrupted at random.
 
-Kill test: a good file is saved first; then, many times, a forked child restores it and saves in
-a loop (reliability.saver) until the parent SIGKILLs it at a random moment. After every kill the
-file at the path must load (checksum and memory state) and hold the last save the child
-reported or the one it was writing, never less (``lost`` counts any other outcome).
+Kill test: a good file is saved first; then, many times, a child (from a forkserver) restores
+it and saves in a loop (reliability.saver) until the parent SIGKILLs it at a random moment.
+After every kill the file at the path must load (checksum and memory state) and hold the last
+save the child reported or the one it was writing, never less (``lost`` counts any other
+outcome).
 
 Corruption test: copies of a good file with random bytes changed anywhere (header, metadata or
 tensor data) must be refused with MemoryFileError by load_file (or memory.load_state), and the
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkServerContext
 import os
 from pathlib import Path
 import signal
@@ -28,20 +31,20 @@ from reliability.report import Row
 READY_TIMEOUT_S = 60.0
 
 
-def _child(path: str, dim: int, fd: int) -> None:
-    """Forked child: restore, then fold-and-save forever, reporting each save on ``fd``."""
+def _child(path: str, dim: int, conn: Connection) -> None:
+    """Child: restore, then fold-and-save forever, reporting each save on ``conn``."""
     memory = saver.restore(path, dim)
-    os.write(fd, f'ready {memory.snapshot().frames_seen}\n'.encode())
+    conn.send_bytes(f'ready {memory.snapshot().frames_seen}\n'.encode())
     seed = memory.snapshot().frames_seen
     while True:
         seed += 1
         saver.fold(memory, 1, dim, seed)
-        os.write(fd, b'saving\n')
-        os.write(fd, f'saved {saver.save(memory, path)}\n'.encode())
+        conn.send_bytes(b'saving\n')
+        conn.send_bytes(f'saved {saver.save(memory, path)}\n'.encode())
 
 
-def _read_lines(fd: int, until: str, count: int, timeout: float) -> list[str] | None:
-    """Lines from ``fd`` until ``count`` lines start with ``until`` ('' = up to EOF).
+def _read_lines(conn: Connection, until: str, count: int, timeout: float) -> list[str] | None:
+    """Lines from ``conn`` until ``count`` lines start with ``until`` ('' = up to EOF).
 
     None when that takes longer than ``timeout`` (a hang).
     """
@@ -51,12 +54,26 @@ def _read_lines(fd: int, until: str, count: int, timeout: float) -> list[str] | 
         lines = data.decode().splitlines()
         if until and sum(x.startswith(until) for x in lines) >= count:
             return lines
-        if time.monotonic() > deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             return None
-        chunk = os.read(fd, 4096)
-        if not chunk:
+        if not conn.poll(min(left, 0.1)):
+            continue
+        try:
+            data += conn.recv_bytes()
+        except EOFError:  # the child is gone and its end of the pipe with it
             return lines
-        data += chunk
+
+
+def _context() -> ForkServerContext:
+    """Children fork from a clean forkserver, never from this process: a fork of a process
+    that runs other threads (an in-process ROS node, torch's pool) can crash in the child
+    (it segfaulted in CI after the in-process node tests). The server imports the saver once,
+    so a child still starts in milliseconds."""
+    ctx = multiprocessing.get_context('forkserver')
+    assert isinstance(ctx, ForkServerContext)
+    ctx.set_forkserver_preload([__name__])
+    return ctx
 
 
 def _last_saved(lines: list[str], start: int) -> int:
@@ -65,11 +82,11 @@ def _last_saved(lines: list[str], start: int) -> int:
 
 
 def _one_kill(path: Path, dim: int, rng: np.random.Generator, save_s: float) -> dict[str, int]:
-    ctx = multiprocessing.get_context('fork')
-    rfd, wfd = os.pipe()
+    ctx = _context()
+    rfd, wfd = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(str(path), dim, wfd), daemon=True)
     proc.start()
-    os.close(wfd)
+    wfd.close()
     try:
         # Kill during the n-th save (0 = while it restores), at a random point inside it.
         nth = int(rng.integers(0, 4))
@@ -83,7 +100,7 @@ def _one_kill(path: Path, dim: int, rng: np.random.Generator, save_s: float) -> 
         proc.join(10.0)
         lines = head + (_read_lines(rfd, '', 0, 10.0) or [])
     finally:
-        os.close(rfd)
+        rfd.close()
         if proc.is_alive():
             proc.kill()
             proc.join()

@@ -20,6 +20,7 @@ LOW_TORCH=${LOW_TORCH:-2.2.2}
 LOW_TRANSFORMERS=${LOW_TRANSFORMERS:-4.56.0}
 MODEL_TESTS=(
     test/test_models_unit.py test/test_models_v1.py test/test_models_llava.py
+    test/test_models_prompt.py test/test_models_preprocess.py test/test_models_v1_config.py
     test/test_models_bench.py test/test_engine_model.py test/test_budget_model.py
 )
 
@@ -28,7 +29,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q "torch==$LOW_TORCH" "transformers==$LOW_TRANSFORMERS" \
-    'numpy<2' 'opencv-python-headless<4.11' pyyaml safetensors pytest pytest-timeout hypothesis
+    'numpy<2' 'opencv-python-headless<4.11' pillow sentencepiece protobuf pyyaml safetensors \
+    pytest pytest-timeout hypothesis
 "$VENV/bin/python" -c 'import torch, transformers
 print(f"low-versions: torch {torch.__version__}, transformers {transformers.__version__}")'
 cd "$ROOT"

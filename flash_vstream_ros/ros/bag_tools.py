@@ -227,7 +227,9 @@ class Player(Node):
                 elapsed = (time.monotonic() - wall0) * self.args.rate
                 self.publish_clock(first + int(elapsed * 1e9))
 
-    def flush(self, timeout_s: float = 2.0) -> None:
+    def flush(self, timeout_s: float = 15.0) -> None:
+        """Wait for reliable subscribers to acknowledge the last messages (a writer that
+        exits first loses them; 2 s was too short on a loaded machine)."""
         for pub in self.pubs.values():
             pub.wait_for_all_acked(Duration(seconds=timeout_s))
 
