@@ -155,3 +155,28 @@ def test_settings_validate_without_ros() -> None:
         SimCameraSettings(rate_hz=0.0)
     with pytest.raises(ConfigError, match='topic'):
         SimCameraSettings(topic='', compressed_topic='')
+
+
+def test_an_rclpy_error_after_sigint_is_the_stop_not_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under load SIGINT can shut the context down between the loop's rclpy.ok() and its next
+    spin_once, which then raises RCLError ('the given context is not valid'): the camera used to
+    exit 1 with a traceback. After a shutdown it is the stop; before one, a real error."""
+    from flash_vstream_ros.ros import sim_camera
+
+    def interrupted(*_: Any, **__: Any) -> None:
+        rclpy.shutdown()  # what the SIGINT handler does
+        raise RuntimeError('failed to initialize wait set: the given context is not valid')
+
+    monkeypatch.setenv('ROS_DOMAIN_ID', str(DOMAIN))
+    monkeypatch.setenv('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    monkeypatch.setattr(sim_camera.rclpy, 'spin_once', interrupted)
+    assert sim_camera.main(['sim_camera']) == 0
+
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError('a real failure')
+
+    monkeypatch.setattr(sim_camera.rclpy, 'spin_once', broken)
+    with pytest.raises(RuntimeError, match='a real failure'):
+        sim_camera.main(['sim_camera'])

@@ -39,6 +39,7 @@ from rosgraph_msgs.msg import Clock
 
 from flash_vstream_ros.errors import ConfigError, SourceError
 from flash_vstream_ros.ros.bag_common import from_bag_qos, message_class, resolve, to_bag_qos
+from flash_vstream_ros.ros.compat import stopped_by_shutdown
 from flash_vstream_ros.sim.bag import bag_version, storage_plugin, typestore
 
 # --------------------------------------------------------------------------- record
@@ -138,6 +139,9 @@ def record(args: argparse.Namespace, ros_args: list[str]) -> int:
                 break
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if not stopped_by_shutdown():  # see compat.stopped_by_shutdown
+            raise
     finally:
         writer.close()
         if node is not None:
@@ -256,7 +260,7 @@ def play(args: argparse.Namespace, ros_args: list[str]) -> int:
         except Exception:
             # SIGINT shuts the context down at any moment, so a publish in flight then fails
             # ("publisher's context is invalid"): that is the stop asked for, not an error
-            if rclpy.ok():
+            if not stopped_by_shutdown():
                 raise
         finally:
             if node is not None:

@@ -24,6 +24,7 @@ __all__ = [
     'ExternalShutdownException',
     'init_without_signal_handlers',
     'resolve_topic',
+    'stopped_by_shutdown',
     'topic_of',
 ]
 
@@ -54,3 +55,10 @@ def topic_of(node: Node, subscription: Any, topic: str) -> str:
     """The name a subscription really has (after remapping), on every rclpy release."""
     name = getattr(subscription, 'topic_name', None)
     return str(name) if name else resolve_topic(node, topic)
+
+
+def stopped_by_shutdown(context: Any = None) -> bool:
+    """True when the context has been shut down (SIGINT): an rclpy error raised then (a wait set
+    or a publish on an invalid context, seen under load between a loop's ``rclpy.ok()`` and
+    its next call) is the stop that was asked for, not a failure."""
+    return not rclpy.ok(context=context)

@@ -27,6 +27,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from flash_vstream_ros.errors import ConfigError
+from flash_vstream_ros.ros.compat import stopped_by_shutdown
 from flash_vstream_ros.sim.events import EventLog
 from flash_vstream_ros.sim.world import World, WorldConfig, frame_stamp_ns
 
@@ -238,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f'flash_vstream_sim_camera: {exc}', file=sys.stderr)
         return 2
+    except Exception:
+        if not stopped_by_shutdown():  # an rclpy error after SIGINT is the stop asked for
+            raise
     finally:
         if node is not None:
             node.close()
