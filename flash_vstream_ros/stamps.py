@@ -58,8 +58,3 @@ def clamp_ns(value: int) -> int:
 def fmt_s(ns: int | None) -> str:
     """Nanoseconds as seconds with millisecond digits, for humans ('12.345'); '-' for None."""
     return '-' if ns is None else f'{ns / NS_PER_S:.3f}'
-
-
-def fmt_span(span: tuple[int, int] | None) -> str:
-    """A (start, end) span in ns as '12.000..15.800 s'; 'empty' for None."""
-    return 'empty' if span is None else f'{fmt_s(span[0])}..{fmt_s(span[1])} s'

@@ -43,7 +43,7 @@ def window_readout(snap: Snapshot, window: TimeWindow, mask: int | None) -> Read
     """Tokens (N, D) of what the memory holds inside ``window`` for cameras ``mask``."""
     budget = sum(cap for _, cap in snap.fill().values())
     recent = [p for p in snap.parts if p.name in RECENT_PARTS]
-    picks = [_Pick(p, _frames_inside(p, window, mask)) for p in recent]
+    picks = [_Pick(p, _inside(p, window, mask)) for p in recent]  # a frame's span: its stamp
     budget -= sum(len(k.idx) * k.part.tokens_per_element for k in picks)
     segments = snap.stored_part('timeline')
     seg_pick = _Pick(segments, _inside(segments, window, mask)) if segments else None
@@ -73,10 +73,6 @@ def _inside(part: PartView, window: TimeWindow, mask: int | None) -> list[int]:
         keep &= p.end <= window.end
     order = torch.argsort(p.start, stable=True)
     return [int(i) for i in order if keep[i]]
-
-
-def _frames_inside(part: PartView, window: TimeWindow, mask: int | None) -> list[int]:
-    return _inside(part, window, mask)  # a frame's span is its stamp
 
 
 def _keys(pick: _Pick) -> list[tuple[int, int]]:
@@ -109,7 +105,7 @@ def _spread_frames(
         sources.append(reps)
     pool: list[tuple[int, int, int]] = []  # (stamp, source, index), one per distinct frame
     for s, part in enumerate(sources):
-        for i in _frames_inside(part, window, mask):
+        for i in _inside(part, window, mask):
             key = (int(part.prov.cams[i]), int(part.prov.start[i]))
             if key not in taken:
                 taken.add(key)

@@ -8,6 +8,8 @@ from typing import Any
 
 from builtin_interfaces.msg import Time
 
+from flash_vstream_ros.stamps import from_sec_nanosec, sec_nanosec
+
 NANOSECONDS = 1_000_000_000
 
 
@@ -18,14 +20,14 @@ def to_seconds(stamp: Any) -> float:
 
 def to_ns(stamp: Any) -> int:
     """A builtin_interfaces/Time (or Header.stamp) as integer nanoseconds, exactly."""
-    return int(stamp.sec) * NANOSECONDS + int(stamp.nanosec)
+    return from_sec_nanosec(stamp.sec, stamp.nanosec)
 
 
 def ns_to_time(ns: int | None) -> Time:
     """Integer nanoseconds as builtin_interfaces/Time, exactly (zero for None or <= 0)."""
     if ns is None or ns <= 0:
         return Time()
-    sec, nanosec = divmod(int(ns), NANOSECONDS)
+    sec, nanosec = sec_nanosec(ns)
     return Time(sec=sec, nanosec=nanosec)
 
 
