@@ -96,8 +96,9 @@ def build_mid_model() -> VisionLanguageModel:
 
 def fixed_length(model: VisionLanguageModel) -> VisionLanguageModel:
     """Disable end-of-sequence so every answer has exactly max_new_tokens tokens."""
-    if hasattr(model, 'eos_ids'):
-        model.eos_ids = set()
+    decoder = getattr(model, 'decoder', None)
+    if decoder is not None:
+        decoder.eos_ids = set()
     return model
 
 

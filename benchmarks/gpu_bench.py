@@ -100,7 +100,7 @@ def build_model(tiny: bool, device: torch.device, dtype: torch.dtype) -> FlashVS
     torch.manual_seed(0)
     modules = build_modules(spec, vision, device, dtype, init=True)
     model = FlashVStreamModel(spec, modules, ModuloTokenizer(tokenizer), ImageSpec(224, 224))
-    model.eos_ids = set()  # a fixed number of generated tokens
+    model.decoder.eos_ids = set()  # a fixed number of generated tokens
     return model
 
 

@@ -301,12 +301,12 @@ def test_answer_length_cancel_and_eos(model: FlashVStreamModel) -> None:
         model.answer(tokens, 'Q?', CONTEXT, GenerationRequest(), should_stop=lambda: True).tokens
         == 0
     )
-    saved = model.eos_ids
-    model.eos_ids = set(range(model.tokenizer.vocab_size + 8))  # every token ends the answer
+    saved = model.decoder.eos_ids
+    model.decoder.eos_ids = set(range(model.tokenizer.vocab_size + 8))  # every token ends it
     try:
         eos = model.answer(tokens, 'Q?', CONTEXT, GenerationRequest())
     finally:
-        model.eos_ids = saved
+        model.decoder.eos_ids = saved
     assert (eos.stop_reason, eos.tokens, eos.text) == ('eos', 0, '')
     assert long.tokens == 3 or long.stop_reason == 'eos'
 

@@ -1,7 +1,8 @@
 """Settings and what they cost: the configuration tree, model sizes, the GPU budget.
 
 * :mod:`.fields`: declared fields, validation, dict/YAML/ROS-parameter conversions.
-* :mod:`.settings`: the tree (``AppConfig`` and its sections).
+* :mod:`.settings`: the tree (``AppConfig`` and its sections; the model's in
+  :mod:`.model_settings`).
 * :mod:`.model_specs`: shapes of the known encoders and language models.
 * :mod:`.budget`: the GPU memory estimate of a configuration, checked at configure.
 
@@ -21,20 +22,22 @@ from flash_vstream_ros.config.fields import (
     unflatten,
     with_overrides,
 )
-from flash_vstream_ros.config.settings import (
+from flash_vstream_ros.config.model_settings import (
     MIN_TEMPERATURE,
+    GenerationConfig,
+    ModelConfig,
+    check_temperature,
+)
+from flash_vstream_ros.config.settings import (
     AppConfig,
     EngineConfig,
-    GenerationConfig,
     GpuConfig,
     MemoryConfig,
-    ModelConfig,
     PersistenceConfig,
     RosConfig,
     StarConfig,
     SynopsisConfig,
     TimelineConfig,
-    check_temperature,
     describe,
     load_yaml,
 )

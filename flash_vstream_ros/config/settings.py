@@ -13,6 +13,10 @@ from typing import TypeVar
 
 from flash_vstream_ros.config import fields
 from flash_vstream_ros.config.fields import ConfigNode, ParamSpec, param, section
+from flash_vstream_ros.config.model_settings import (
+    GenerationConfig,
+    ModelConfig,
+)
 from flash_vstream_ros.errors import ConfigError
 
 T = TypeVar('T', bound=ConfigNode)
@@ -224,74 +228,6 @@ class MemoryConfig(ConfigNode):
     star: StarConfig = section(StarConfig, 'STAR memory (kind=star)')
     synopsis: SynopsisConfig = section(SynopsisConfig, 'Synopsis memory (kind=synopsis)')
     timeline: TimelineConfig = section(TimelineConfig, 'Timeline of segments (window questions)')
-
-
-@dataclass(frozen=True)
-class ModelConfig(ConfigNode):
-    """The vision-language model."""
-
-    family: str = param(
-        'tiny',
-        'Model family: tiny (random, offline), flash_vstream (v1 '
-        'checkpoint), llava (transformers LLaVA-style models)',
-        choices=('tiny', 'flash_vstream', 'llava'),
-    )
-    path: str = param(
-        '',
-        'Local checkpoint folder or hub id ("" with family=tiny: build the '
-        'tiny model in cache_dir)',
-    )
-    vision_tower: str = param(
-        '',
-        'flash_vstream: local path or id of the CLIP tower when the '
-        'checkpoint does not embed it (overrides mm_vision_tower)',
-    )
-    device: str = param('auto', 'Torch device: auto (cuda when available), cpu, cuda, cuda:N')
-    dtype: str = param(
-        'auto',
-        'Weights dtype: auto (fp16 on CUDA, fp32 on CPU)',
-        choices=('auto', 'float32', 'float16', 'bfloat16'),
-    )
-    cache_dir: str = param('', 'Where tiny models are built ("" = ~/.cache/flash_vstream_ros)')
-    tiny_family: str = param(
-        'flash_vstream',
-        'family=tiny: which real format the tiny random model is built in and loaded through',
-        choices=('flash_vstream', 'llava'),
-    )
-    offline: bool = param(False, 'Never contact a model hub (local files only)')
-    compile: bool = param(False, 'torch.compile the vision encoder (CUDA only)')
-
-
-@dataclass(frozen=True)
-class GenerationConfig(ConfigNode):
-    """Defaults for answering; a request may lower them."""
-
-    max_new_tokens: int = param(128, 'Largest answer length in tokens', low=1, high=4096)
-    temperature: float = param(0.0, 'Sampling temperature (0 = greedy)', low=0.0, high=5.0)
-    top_p: float = param(1.0, 'Nucleus sampling mass (temperature > 0)', low=0.0, high=1.0)
-    max_question_chars: int = param(2000, 'Longest question accepted', low=1, high=100_000)
-    time_context: bool = param(
-        False, 'Say what the memory covers before the question (off: the trained prompt exactly)'
-    )
-
-    def validate(self) -> None:
-        check_temperature('GenerationConfig.temperature', self.temperature, ConfigError)
-
-
-# Smallest positive sampling temperature. Why: logits / temperature overflows float32 (and
-# then the softmax gives NaN) for temperatures near the float32 subnormals (~1e-39), which
-# passed a plain >= 0 check and then failed as a ModelError in the middle of an answer.
-# Anything this cold is greedy in practice, so 0 is the honest way to ask for it.
-MIN_TEMPERATURE = 1e-6
-
-
-def check_temperature(where: str, value: float, error: type[Exception]) -> None:
-    """Refuse 0 < value < MIN_TEMPERATURE with ``error`` (ConfigError, BadQuestionError)."""
-    if 0.0 < value < MIN_TEMPERATURE:
-        raise error(
-            f'{where} {value!r} is below {MIN_TEMPERATURE} (too small to sample with); '
-            'use 0 for greedy'
-        )
 
 
 @dataclass(frozen=True)

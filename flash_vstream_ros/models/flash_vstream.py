@@ -25,7 +25,7 @@ from flash_vstream_ros.models.base import (
     StopCheck,
     TokenCallback,
 )
-from flash_vstream_ros.models.generate import generate
+from flash_vstream_ros.models.decoder import TextDecoder, TorchDecoder
 from flash_vstream_ros.models.preprocess import ImageSpec, preprocess
 from flash_vstream_ros.models.prompt import vicuna_v1
 from flash_vstream_ros.models.v1_format import (
@@ -60,6 +60,7 @@ class FlashVStreamModel:
         self.feature_grid = (side, side)
         self.feature_dim = spec.mm_hidden_size
         self.eos_ids = _eos_ids(tokenizer, spec.raw)
+        self.decoder: TextDecoder = TorchDecoder(modules.lm, tokenizer, self.eos_ids)
 
     def encode(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         """RGB uint8 frames (H_i, W_i, 3) -> patch maps (B, h, w, D) on the model's device."""
@@ -87,19 +88,9 @@ class FlashVStreamModel:
     ) -> Generation:
         """Answer from memory tokens (N, D) in readout order."""
         before, after = self.prompt_ids(question, context, request.time_context)
-        table = self.modules.lm.get_input_embeddings()
         with torch.inference_mode():
             visual = self.modules.projector(tokens.to(self.device, self.dtype))  # (N, H)
-            embeds = torch.cat([table(self._tensor(before)), visual, table(self._tensor(after))])
-        return generate(
-            self.modules.lm,
-            embeds.unsqueeze(0),  # (1, T, H)
-            self.tokenizer,
-            self.eos_ids,
-            request,
-            on_token,
-            should_stop,
-        )
+        return self.decoder.generate([before, visual, after], request, on_token, should_stop)
 
     def prompt_ids(
         self, question: str, context: PromptContext, time_context: bool = False
@@ -113,9 +104,6 @@ class FlashVStreamModel:
         first = self.tokenizer(before, add_special_tokens=True)['input_ids']
         return list(first), list(self.tokenizer(after, add_special_tokens=False)['input_ids'])
 
-    def _tensor(self, ids: list[int]) -> torch.Tensor:
-        return torch.tensor(ids, dtype=torch.long, device=self.device)  # (T,)
-
     def compile_encoder(self) -> None:
         """torch.compile the vision tower (CUDA; the first encode of each batch size is slow)."""
         self.modules.vision = torch.compile(self.modules.vision, dynamic=False)
@@ -124,6 +112,7 @@ class FlashVStreamModel:
         return sum(p.numel() * p.element_size() for p in self.modules.parameters())
 
     def close(self) -> None:
+        self.decoder.close()
         self.modules.to('meta')
         if self.device.type == 'cuda':
             torch.cuda.empty_cache()

@@ -27,8 +27,8 @@ from flash_vstream_ros.models.base import (
     StopCheck,
     TokenCallback,
 )
+from flash_vstream_ros.models.decoder import TextDecoder, TorchDecoder
 from flash_vstream_ros.models.flash_vstream import load_tokenizer
-from flash_vstream_ros.models.generate import generate
 from flash_vstream_ros.models.preprocess import (
     SIGLIP_MEAN,
     SIGLIP_STD,
@@ -77,6 +77,7 @@ class LlavaModel:
         token = tokenizer.convert_ids_to_tokens(image_id) if image_id is not None else None
         self.image_token = token if isinstance(token, str) else IMAGE_TOKEN
         self.eos_ids = _eos_ids(model, tokenizer)
+        self.decoder: TextDecoder = TorchDecoder(model, tokenizer, self.eos_ids)
 
     def encode(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         """RGB uint8 frames (H_i, W_i, 3) -> patch maps (B, h, w, D) on the model's device."""
@@ -111,14 +112,9 @@ class LlavaModel:
     ) -> Generation:
         """Answer from memory tokens (N, D) in readout order."""
         before, after = self.prompt_ids(question, context, request.time_context)
-        embed = self.model.get_input_embeddings()
         with torch.inference_mode():
             visual = self.projector(tokens.to(self.device, self.dtype).unsqueeze(0))[0]  # (N, H)
-            parts = [embed(self._tensor(before)), visual, embed(self._tensor(after))]
-            embeds = torch.cat(parts).unsqueeze(0)  # (1, T, H)
-        return generate(
-            self.model, embeds, self.tokenizer, self.eos_ids, request, on_token, should_stop
-        )
+        return self.decoder.generate([before, visual, after], request, on_token, should_stop)
 
     def prompt_ids(
         self, question: str, context: PromptContext, time_context: bool = False
@@ -158,9 +154,6 @@ class LlavaModel:
             )
         )
 
-    def _tensor(self, ids: list[int]) -> torch.Tensor:
-        return torch.tensor(ids, dtype=torch.long, device=self.device)  # (T,)
-
     def compile_encoder(self) -> None:
         """torch.compile the vision tower (CUDA; the first encode of each batch size is slow)."""
         self.vision = torch.compile(self.vision, dynamic=False)
@@ -169,6 +162,7 @@ class LlavaModel:
         return sum(p.numel() * p.element_size() for p in self.model.parameters())
 
     def close(self) -> None:
+        self.decoder.close()
         self.model.to('meta')
         if self.device.type == 'cuda':
             torch.cuda.empty_cache()

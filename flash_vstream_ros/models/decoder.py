@@ -1,0 +1,87 @@
+"""The language-model half of a backend: prompt embeddings in, streamed text out.
+
+A model family owns the vision tower, the projector and the prompt; it builds the prompt as
+parts [token ids of the text before, projected memory tokens (N, H), token ids of the text
+after] and hands them to a :class:`TextDecoder`. :class:`TorchDecoder` runs the family's own
+transformers language model; other decoders (llama.cpp on a GGUF file, a remote
+OpenAI-compatible server) take the same parts, so the memory, the readout and the prompt stay
+the same whichever one answers. Text stays as ids so that a decoder embeds it with its own
+table (a GGUF's ``token_embd``) and can reuse a KV cache for a prefix it has seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import torch
+
+from flash_vstream_ros.models.base import Generation, GenerationRequest, StopCheck, TokenCallback
+from flash_vstream_ros.models.generate import generate
+
+# One part of a prompt: token ids, or embedding rows (N, H) in the language model's input space.
+PromptPart = list[int] | torch.Tensor
+
+
+class TextDecoder(Protocol):
+    """Generates an answer from prompt embeddings."""
+
+    name: str  # what answers, for logs and status: 'torch', 'gguf:<file>', 'remote:<url>'
+    eos_ids: set[int]  # tokens that end an answer (empty: always max_new_tokens, benchmarks)
+
+    def generate(
+        self,
+        prompt: Sequence[PromptPart],
+        request: GenerationRequest,
+        on_token: TokenCallback | None = None,
+        should_stop: StopCheck | None = None,
+    ) -> Generation:
+        """The prompt's parts, in order -> the answer."""
+        ...
+
+    def close(self) -> None:
+        """Free what the decoder holds (weights, connections)."""
+        ...
+
+
+class TorchDecoder:
+    """The family's own transformers causal LM, token by token with a KV cache."""
+
+    name = 'torch'
+
+    def __init__(self, lm: Any, tokenizer: Any, eos_ids: Iterable[int]) -> None:
+        self.lm, self.tokenizer, self.eos_ids = lm, tokenizer, set(eos_ids)
+
+    def generate(
+        self,
+        prompt: Sequence[PromptPart],
+        request: GenerationRequest,
+        on_token: TokenCallback | None = None,
+        should_stop: StopCheck | None = None,
+    ) -> Generation:
+        return generate(
+            self.lm,
+            self.embed(prompt).unsqueeze(0),  # (1, T, H)
+            self.tokenizer,
+            self.eos_ids,
+            request,
+            on_token,
+            should_stop,
+        )
+
+    def embed(self, prompt: Sequence[PromptPart]) -> torch.Tensor:
+        """The parts as one (T, H) tensor: ids through the LM's input embedding table."""
+        table = self.lm.get_input_embeddings()
+        weight = table.weight
+        rows = []
+        with torch.inference_mode():
+            for part in prompt:
+                if isinstance(part, torch.Tensor):
+                    rows.append(part.to(weight.device, weight.dtype))  # (N, H)
+                else:
+                    ids = torch.tensor(part, dtype=torch.long, device=weight.device)  # (T,)
+                    rows.append(table(ids))  # (T, H)
+            return torch.cat(rows)  # (T, H)
+
+    def close(self) -> None:
+        """The weights belong to the model family, which frees them."""
