@@ -110,7 +110,7 @@ def _action_loop(client: procs.Client, deadline: float, tally: Tally, seed: int)
     while time.monotonic() < deadline:
         goal = fill(AskStream.Goal(), {'question': str(rng.choice(QUESTIONS))})
         t0 = time.monotonic()
-        status, result = procs.ask_action(stream, goal, CALL_TIMEOUT_S)
+        status, result = procs.ask_action(client, stream, goal, CALL_TIMEOUT_S)
         if status == 'hang':
             tally.add('hang', why=f'ask_stream client {seed}: {result}')
         elif status == 'rejected':

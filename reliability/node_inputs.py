@@ -189,7 +189,7 @@ def ask_cases(run: NodeRun, cases: Iterable[QCase], action: bool, name: str) -> 
     for case in cases:
         if action:
             outcome, result = procs.ask_action(
-                run.stream, fill(AskStream.Goal(), case.fields), CALL_TIMEOUT_S
+                run.client, run.stream, fill(AskStream.Goal(), case.fields), CALL_TIMEOUT_S
             )
         else:
             result = procs.call(run.ask, fill(Ask.Request(), case.fields), CALL_TIMEOUT_S)
@@ -210,7 +210,10 @@ def model_oom(run: NodeRun, rounds: int) -> Row:
         good = fill(Ask.Request(), {'question': 'What is there?'})
         if i % 2:
             status, res = procs.ask_action(
-                run.stream, fill(AskStream.Goal(), {'question': bad.question}), CALL_TIMEOUT_S
+                run.client,
+                run.stream,
+                fill(AskStream.Goal(), {'question': bad.question}),
+                CALL_TIMEOUT_S,
             )
             res = None if status == 'hang' else res
         else:

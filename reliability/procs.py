@@ -17,7 +17,7 @@ from typing import Any
 import rclpy
 from rclpy.action import ActionClient
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -49,14 +49,17 @@ class Client:
 
     Entities are created as tasks of the spinning executor (:meth:`on_executor`), never from
     the caller's thread while it spins (rclpy's entities are not safe to add or remove under a
-    spinning wait set).
+    spinning wait set). Goals are sent there too, on the executor's one thread
+    (:func:`ask_action`): rclpy 9.1.2's ``ActionClient.send_goal_async`` replaces its goal
+    future outside its lock, so a response taken by another thread in between is lost and the
+    goal looks hung.
     """
 
     def __init__(self, domain_id: int, name: str = 'reliability_client') -> None:
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = Node(name, context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=8, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._lock = threading.Lock()
         self._latest: dict[str, Any] = {}
@@ -113,10 +116,11 @@ def call(client: Any, request: Any, timeout: float) -> Any | None:
     return future.result()
 
 
-def ask_action(client: ActionClient, goal: Any, timeout: float) -> tuple[str, Any]:
-    """('rejected', None), ('hang', what is missing) or (status, result) of one goal."""
+def ask_action(owner: Client, client: ActionClient, goal: Any, timeout: float) -> tuple[str, Any]:
+    """('rejected', None), ('hang', what is missing) or (status, result) of one goal of
+    ``client``, an action client of ``owner``'s node."""
     deadline = time.monotonic() + timeout
-    sent = client.send_goal_async(goal)
+    sent = owner.on_executor(lambda: client.send_goal_async(goal))
     if not wait_for(sent.done, timeout):
         return 'hang', 'no goal response'
     handle = sent.result()

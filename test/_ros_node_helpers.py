@@ -16,7 +16,7 @@ from typing import Any
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -39,13 +39,20 @@ class Client:
     Entities (subscriptions, publishers, clients) are created and destroyed on the executor
     (:meth:`on_executor`), never from the test's thread while the executor spins: rclpy
     raises InvalidHandle in the spinning thread when an entity goes under its feet.
+
+    Goals are sent on the executor too (:meth:`send_goal`), and the executor has one thread:
+    rclpy 9.1.2's ``ActionClient.send_goal_async`` registers its goal future under its lock,
+    then replaces it with a second future outside the lock. A goal response taken by another
+    thread in between completes the first future, and the one returned never completes (a
+    goal "without response", seen under CPU load). On the one spinning thread nothing runs
+    in between.
     """
 
     def __init__(self, domain_id: int, name: str = 'test_client') -> None:
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = Node(name, context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._lock = threading.Lock()
         self.received: dict[str, list[Any]] = {}
@@ -70,6 +77,14 @@ class Client:
     def on_executor(self, fn: Callable[[], Any], timeout: float = 30.0) -> Any:
         """Run ``fn`` as a task of the spinning executor and return its result."""
         return result_of(self.executor.create_task(fn), timeout, f'executor task {fn!r}')
+
+    def send_goal(
+        self, action: Any, goal: Any, feedback_callback: Callable[[Any], None] | None = None
+    ) -> Any:
+        """``action.send_goal_async`` on the spinning thread: the goal handle's future."""
+        return self.on_executor(
+            lambda: action.send_goal_async(goal, feedback_callback=feedback_callback)
+        )
 
     def messages(self, topic: str) -> list[Any]:
         with self._lock:

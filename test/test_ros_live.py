@@ -182,7 +182,9 @@ def test_goals_are_rejected_while_questions_from_ask_fill_the_queue(live: Live) 
             gate = live.engine._gate
             wait_for(lambda: gate.active and gate.waiting == 1, 30.0, 'one answered, one waiting')
             handle = result_of(
-                action.send_goal_async(AskStream.Goal(question='and now?')), 30.0, 'goal response'
+                live.client.send_goal(action, AskStream.Goal(question='and now?')),
+                30.0,
+                'goal response',
             )
             assert not handle.accepted
         finally:
@@ -192,7 +194,7 @@ def test_goals_are_rejected_while_questions_from_ask_fill_the_queue(live: Live) 
         assert [a.success for a in answers] == [True, True]
         assert set_param(live, 'generation.max_new_tokens', 5).successful
         handle = result_of(
-            action.send_goal_async(AskStream.Goal(question='now?')), 30.0, 'goal response'
+            live.client.send_goal(action, AskStream.Goal(question='now?')), 30.0, 'goal response'
         )
         assert handle.accepted
         response = result_of(handle.get_result_async(), 30.0, 'result')

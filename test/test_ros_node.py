@@ -268,7 +268,7 @@ def test_action_streams_tokens_as_feedback(client: Client) -> None:
     feedback: list[Any] = []
     goal = AskStream.Goal(question='what happened?', max_new_tokens=16, temperature=-1.0)
     handle = result_of(
-        action.send_goal_async(goal, feedback_callback=lambda f: feedback.append(f.feedback)),
+        client.send_goal(action, goal, lambda f: feedback.append(f.feedback)),
         30.0,
         'goal response',
     )
@@ -307,7 +307,7 @@ def test_cancel_stops_generation_and_busy_goals_are_refused(client: Client) -> N
         question='describe everything', max_new_tokens=MAX_TOKENS, temperature=-1.0
     )
     handle = result_of(
-        action.send_goal_async(goal, feedback_callback=lambda f: feedback.append(f.feedback)),
+        client.send_goal(action, goal, lambda f: feedback.append(f.feedback)),
         30.0,
         'goal response',
     )
@@ -315,7 +315,9 @@ def test_cancel_stops_generation_and_busy_goals_are_refused(client: Client) -> N
     wait_for(lambda: len(feedback) >= 3, 30.0, 'the first tokens')
     # One question at a time and engine.question_queue_size=0: a second one is refused.
     second = result_of(
-        action.send_goal_async(AskStream.Goal(question='and now?')), 30.0, 'second goal response'
+        client.send_goal(action, AskStream.Goal(question='and now?')),
+        30.0,
+        'second goal response',
     )
     assert not second.accepted
     busy = ask(client, 'and now?')
