@@ -12,6 +12,8 @@ summary line.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import json
 import os
 import sys
@@ -54,8 +56,17 @@ def sample(engine: Engine, proc: psutil.Process, stream_s: float, t0: float) -> 
         'frames_rejected': s.frames_rejected,
         'memory_bytes': s.memory_bytes,
         'visual_tokens': s.visual_tokens,
-        'rss_bytes': proc.memory_info().rss,
+        'rss_bytes': held_rss(proc),
     }
+
+
+def held_rss(proc: psutil.Process) -> int:
+    """RSS once glibc has handed its free heap pages back (``malloc_trim``): what the process
+    holds rather than what its allocator happens to cache (which varied by tens of MB between
+    two samples of a flat memory on a loaded CI machine). Plain RSS where there is no glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    return int(proc.memory_info().rss)
 
 
 def feed(
