@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 import subprocess
+import sys
 import time
 from typing import Any
 
@@ -303,3 +304,20 @@ def test_a_publish_failing_after_sigint_is_the_stop_not_an_error(
     monkeypatch.setattr(bag_tools.Player, 'play_once', broken)
     with pytest.raises(RuntimeError, match='a real failure'):
         bag_tools.main(['flash_vstream_bag', 'play', str(tmp_path / 'bag')])
+
+
+def test_a_hung_teardown_ends_with_the_stacks_printed() -> None:
+    # The recorder arms guard_teardown once its bag is closed; a teardown that then hangs (as
+    # one did on a loaded CI machine) must end the tool with its status and say where it was.
+    code = (
+        'import threading, time\n'
+        'from flash_vstream_ros.ros.compat import guard_teardown\n'
+        "guard_teardown(0.5, 'demo tool', code=3)\n"
+        'threading.Event().wait(60)\n'  # the stand-in for a teardown that never returns
+    )
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=50)
+    assert done.returncode == 3
+    assert 'demo tool: ROS teardown not done after 0.5 s; exiting' in done.stderr
+    assert 'File "<string>", line 4' in done.stderr  # the main thread's stack, where it hung
+    assert time.monotonic() - start < 45

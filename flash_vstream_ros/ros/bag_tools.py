@@ -39,8 +39,10 @@ from rosgraph_msgs.msg import Clock
 
 from flash_vstream_ros.errors import ConfigError, SourceError
 from flash_vstream_ros.ros.bag_common import from_bag_qos, message_class, resolve, to_bag_qos
-from flash_vstream_ros.ros.compat import stopped_by_shutdown
+from flash_vstream_ros.ros.compat import guard_teardown, stopped_by_shutdown
 from flash_vstream_ros.sim.bag import bag_version, storage_plugin, typestore
+
+TEARDOWN_S = 10.0  # how long the recorder may take to leave ROS once its bag is closed
 
 # --------------------------------------------------------------------------- record
 
@@ -144,6 +146,7 @@ def record(args: argparse.Namespace, ros_args: list[str]) -> int:
             raise
     finally:
         writer.close()
+        guard_teardown(TEARDOWN_S, 'flash_vstream_bag record')  # the bag is complete now
         if node is not None:
             node.get_logger().info(
                 f'wrote {node.count} message(s) to {args.output}: {node.counts}'

@@ -7,6 +7,11 @@ client use these helpers instead of the newer API.
 
 from __future__ import annotations
 
+import faulthandler
+import os
+import sys
+import threading
+import time
 from typing import Any
 
 import rclpy
@@ -22,6 +27,7 @@ except ImportError:  # rclpy before Humble
 
 __all__ = [
     'ExternalShutdownException',
+    'guard_teardown',
     'init_without_signal_handlers',
     'resolve_topic',
     'stopped_by_shutdown',
@@ -62,3 +68,22 @@ def stopped_by_shutdown(context: Any = None) -> bool:
     or a publish on an invalid context, seen under load between a loop's ``rclpy.ok()`` and
     its next call) is the stop that was asked for, not a failure."""
     return not rclpy.ok(context=context)
+
+
+def guard_teardown(seconds: float, what: str, code: int = 0) -> None:
+    """Exit with ``code`` if the ROS teardown that follows takes longer than ``seconds``.
+
+    For tools whose work is done and on disk (the recorder, once its bag is closed): destroying
+    the node, shutting rclpy down and the interpreter's exit (Fast DDS joins its threads) hung
+    once on a loaded CI machine after every message had been written. The stacks of all threads
+    go to stderr first, so such a hang says where it was.
+    """
+
+    def expire() -> None:
+        time.sleep(seconds)
+        print(f'{what}: ROS teardown not done after {seconds:g} s; exiting', file=sys.stderr)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.flush()
+        os._exit(code)
+
+    threading.Thread(target=expire, name='teardown-guard', daemon=True).start()
