@@ -31,6 +31,10 @@ from flash_vstream_ros.ros.procs import (  # noqa: F401 (re-exported to the test
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# How long a node just started may take to show up (subscriptions matched, first status):
+# torch + transformers imports and the tiny model take ~10 s on an idle 2-core machine, and
+# over a minute when it is oversubscribed five times (a stress run beside other jobs).
+NODE_START_S = 240.0
 
 
 class Client:

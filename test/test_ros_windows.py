@@ -23,6 +23,7 @@ from flash_vstream_ros.ros.stamps import to_ns
 from flash_vstream_ros.srv import Ask
 
 from _ros_node_helpers import (  # isort: skip
+    NODE_START_S,
     Client,
     Proc,
     poll_until,
@@ -94,8 +95,8 @@ def publish_frames(c: Client, node: Proc) -> None:
     front = c.on_executor(lambda: c.node.create_publisher(Image, FRONT, 100))
     odd = c.on_executor(lambda: c.node.create_publisher(Image, ODD, 10))
     try:
-        wait_for(lambda: front.get_subscription_count() > 0, 60.0, f'the node on {FRONT}')
-        wait_for(lambda: odd.get_subscription_count() > 0, 60.0, f'the node on {ODD}')
+        wait_for(lambda: front.get_subscription_count() > 0, NODE_START_S, f'the node on {FRONT}')
+        wait_for(lambda: odd.get_subscription_count() > 0, NODE_START_S, f'the node on {ODD}')
         for i in range(FRAMES):
             front.publish(image(stamp_of(i), i // 10))
             time.sleep(0.02)
