@@ -15,8 +15,9 @@ class ModelConfig(ConfigNode):
     family: str = param(
         'tiny',
         'Model family: tiny (random, offline), flash_vstream (v1 '
-        'checkpoint), llava (transformers LLaVA-style models)',
-        choices=('tiny', 'flash_vstream', 'llava'),
+        'checkpoint), llava (transformers LLaVA-style models), qwen2_vl '
+        '(Flash-VStream-Qwen v2, Qwen2-VL, Qwen2.5-VL)',
+        choices=('tiny', 'flash_vstream', 'llava', 'qwen2_vl'),
     )
     path: str = param(
         '',
@@ -37,8 +38,9 @@ class ModelConfig(ConfigNode):
     cache_dir: str = param('', 'Where tiny models are built ("" = ~/.cache/flash_vstream_ros)')
     tiny_family: str = param(
         'flash_vstream',
-        'family=tiny: which real format the tiny random model is built in and loaded through',
-        choices=('flash_vstream', 'llava'),
+        'family=tiny: which real format the tiny random model is built in and loaded through '
+        '(flash_vstream_qwen, qwen2_5_vl: loaded by the qwen2_vl family)',
+        choices=('flash_vstream', 'llava', 'flash_vstream_qwen', 'qwen2_5_vl'),
     )
     offline: bool = param(False, 'Never contact a model hub (local files only)')
     compile: bool = param(False, 'torch.compile the vision encoder (CUDA only)')

@@ -24,7 +24,7 @@ from flash_vstream_ros.engine.questions import (
     check_window,
     resolve_window,
 )
-from flash_vstream_ros.engine.readouts import concat_readouts, fit_readout
+from flash_vstream_ros.engine.readouts import concat_readouts, fit_readout, token_layout
 from flash_vstream_ros.engine.runtime import Runtime
 from flash_vstream_ros.engine.status import Answer, EngineStatus, Question
 from flash_vstream_ros.engine.view import SHARED, View
@@ -134,7 +134,12 @@ class Answerer:
                 f'{list(cameras) or "all"}; memory covers {_fmt_span(span)} from {list(known)}'
             )
         used = tuple(sorted({c for e in readout.evidence for c in e.camera.split(',')}))
-        context = PromptContext(span=readout.span, frames_seen=view.frames_seen(), cameras=used)
+        context = PromptContext(
+            span=readout.span,
+            frames_seen=view.frames_seen(),
+            cameras=used,
+            layout=token_layout(readout),
+        )
         return readout, context
 
     def _read(self, view: View, window: TimeWindow | None, cameras: tuple[str, ...]) -> Readout:

@@ -8,6 +8,7 @@ import math
 import torch
 
 from flash_vstream_ros.memory.base import Evidence, Readout
+from flash_vstream_ros.models.base import TokenGroup
 
 
 def fit_readout(readout: Readout, budget: int) -> Readout:
@@ -115,3 +116,31 @@ def concat_readouts(named: Sequence[tuple[str, Readout]]) -> Readout:
     parts = tuple((f'{cam}:{name}', n) for cam, r in nonempty for name, n in r.parts)
     evidence = tuple(e for _, r in nonempty for e in r.evidence)
     return Readout(tokens, parts, evidence)
+
+
+def token_layout(readout: Readout) -> tuple[TokenGroup, ...]:
+    """The readout's tokens element by element: (part, tokens, stamp) in readout order.
+
+    Each part's tokens split over its evidence in order (evenly; a part thinned by a token
+    stride gives its first elements one token more); a part without evidence is one group
+    stamped at the readout's start. Sums to the readout's token count.
+    """
+    groups: list[TokenGroup] = []
+    cursor = 0
+    fallback = readout.span[0] if readout.span else 0
+    for name, count in readout.parts:
+        base = name.rsplit(':', 1)[-1]
+        elems = []
+        while cursor < len(readout.evidence) and readout.evidence[cursor].part == base:
+            elems.append(readout.evidence[cursor])
+            cursor += 1
+        if not elems:
+            if count:
+                groups.append(TokenGroup(name, count, fallback))
+            continue
+        per, extra = divmod(count, len(elems))
+        for i, e in enumerate(elems):
+            n = per + (1 if i < extra else 0)
+            if n:
+                groups.append(TokenGroup(name, n, e.stamp))
+    return tuple(groups)

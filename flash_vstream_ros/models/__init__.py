@@ -1,8 +1,9 @@
 """Model backends behind one protocol; :func:`load_model` picks one from the config.
 
 Families: ``flash_vstream`` (a v1 checkpoint folder), ``llava`` (a transformers LLaVA-style
-model folder) and ``tiny`` (a tiny random model of ``tiny_family``, built once in
-``cache_dir`` and loaded through the real loader of that family). torch is imported here;
+model folder), ``qwen2_vl`` (Flash-VStream-Qwen, Qwen2-VL and Qwen2.5-VL folders) and ``tiny``
+(a tiny random model of ``tiny_family``, built once in ``cache_dir`` and loaded through the
+real loader of that family). torch is imported here;
 transformers only when a model is loaded.
 """
 
@@ -26,6 +27,7 @@ from flash_vstream_ros.models.base import (
 if TYPE_CHECKING:
     from flash_vstream_ros.models.flash_vstream import FlashVStreamModel
     from flash_vstream_ros.models.llava import LlavaModel
+    from flash_vstream_ros.models.qwen2_vl import QwenVLModel
 
 __all__ = [
     'Generation',
@@ -84,11 +86,15 @@ def load_model(cfg: ModelConfig) -> VisionLanguageModel:
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     family, folder = _family_and_folder(cfg)
-    model: FlashVStreamModel | LlavaModel
+    model: FlashVStreamModel | LlavaModel | QwenVLModel
     if family == 'flash_vstream':
         from flash_vstream_ros.models.flash_vstream import load_flash_vstream
 
         model = load_flash_vstream(folder, device, dtype, cfg.vision_tower, _offline(cfg))
+    elif family == 'qwen2_vl':
+        from flash_vstream_ros.models.qwen2_vl import load_qwen2_vl
+
+        model = load_qwen2_vl(folder, device, dtype)
     else:
         from flash_vstream_ros.models.llava import load_llava
 
@@ -108,9 +114,10 @@ def _family_and_folder(cfg: ModelConfig) -> tuple[str, Path]:
                 f'model.path must be empty with family=tiny (the tiny model is '
                 f'built in model.cache_dir), got {cfg.path!r}'
             )
-        from flash_vstream_ros.models.tiny import ensure_tiny
+        from flash_vstream_ros.models.tiny import LOADED_AS, ensure_tiny
 
-        return cfg.tiny_family, ensure_tiny(cfg.cache_dir, cfg.tiny_family)
+        folder = ensure_tiny(cfg.cache_dir, cfg.tiny_family)
+        return LOADED_AS.get(cfg.tiny_family, cfg.tiny_family), folder
     if not cfg.path:
         raise ConfigError(f'model.path is empty: family={cfg.family} needs a checkpoint folder')
     return cfg.family, _local_folder(cfg.path, _offline(cfg))

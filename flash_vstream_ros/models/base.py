@@ -26,12 +26,24 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class TokenGroup:
+    """A run of memory tokens from one element (a frame map, a centroid), in readout order."""
+
+    part: str  # the readout's part name ('synopsis', 'detail', 'front:spatial', ...)
+    tokens: int
+    stamp: int  # ns: the element's (weight-averaged) stamp
+
+
+@dataclass(frozen=True)
 class PromptContext:
     """What the prompt tells the model about the memory it is looking at."""
 
     span: tuple[int, int] | None  # (oldest, newest) stamp of the evidence, nanoseconds
     frames_seen: int
     cameras: tuple[str, ...]
+    # the readout's tokens element by element (sums to N), for models that put each token's
+    # time into their rotary positions (qwen2_vl); empty: unknown (one group of all tokens)
+    layout: tuple[TokenGroup, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,12 @@ transformers language model; other decoders (llama.cpp on a GGUF file, a remote
 OpenAI-compatible server) take the same parts, so the memory, the readout and the prompt stay
 the same whichever one answers. Text stays as ids so that a decoder embeds it with its own
 table (a GGUF's ``token_embd``) and can reuse a KV cache for a prefix it has seen.
+
+``positions`` (optional): explicit rotary positions (P, T) of the prompt's T tokens, for models
+whose positions are not 0..T-1: Qwen2-VL's M-RoPE (P = 3: time, row, column of each memory
+token). Generated tokens continue from the last prompt position + 1. Without it (every other
+family) the decoder behaves exactly as before; a decoder that cannot take positions raises
+ModelError when given some rather than answering with wrong ones.
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ class TextDecoder(Protocol):
         request: GenerationRequest,
         on_token: TokenCallback | None = None,
         should_stop: StopCheck | None = None,
+        positions: torch.Tensor | None = None,
     ) -> Generation:
-        """The prompt's parts, in order -> the answer."""
+        """The prompt's parts, in order -> the answer (``positions``: (P, T) or None)."""
         ...
 
     def close(self) -> None:
@@ -58,6 +65,7 @@ class TorchDecoder:
         request: GenerationRequest,
         on_token: TokenCallback | None = None,
         should_stop: StopCheck | None = None,
+        positions: torch.Tensor | None = None,
     ) -> Generation:
         return generate(
             self.lm,
@@ -67,6 +75,7 @@ class TorchDecoder:
             request,
             on_token,
             should_stop,
+            positions,
         )
 
     def embed(self, prompt: Sequence[PromptPart]) -> torch.Tensor:

@@ -62,13 +62,12 @@ def _step(
     embeds: torch.Tensor,
     cache: Any,
     cache_arg: str,
+    positions: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Any]:
-    out = model(
-        inputs_embeds=embeds,
-        use_cache=True,
-        logits_to_keep=1,
-        **({cache_arg: cache} if cache is not None else {}),
-    )
+    extra: dict[str, Any] = {cache_arg: cache} if cache is not None else {}
+    if positions is not None:
+        extra['position_ids'] = positions.unsqueeze(1).to(embeds.device)  # (P, 1, T)
+    out = model(inputs_embeds=embeds, use_cache=True, logits_to_keep=1, **extra)
     new_cache = out.get('cache', None)
     if new_cache is None:  # older transformers name it past_key_values
         new_cache = out.get('past_key_values', None)
@@ -96,8 +95,15 @@ def generate(
     request: GenerationRequest,
     on_token: TokenCallback | None = None,
     should_stop: StopCheck | None = None,
+    positions: torch.Tensor | None = None,
 ) -> Generation:
-    """Generate from prompt embeddings (1, T, H) of a causal LM with an input embedding table."""
+    """Generate from prompt embeddings (1, T, H) of a causal LM with an input embedding table.
+
+    ``positions`` (P, T): explicit rotary positions of the prompt (M-RoPE); each generated
+    token then takes the last prompt position + 1, + 2, ... (None: the model counts itself).
+    """
+    if positions is not None and positions.shape[-1] != embeds.shape[1]:
+        raise ValueError(f'positions {tuple(positions.shape)} for {embeds.shape[1]} tokens')
     embed = model.get_input_embeddings()
     stops, stream = set(eos_ids), TextStream(tokenizer, on_token)
     cache_arg, cache, reason = _cache_arg(model), None, 'length'
@@ -106,7 +112,9 @@ def generate(
             if should_stop is not None and should_stop():
                 reason = 'cancelled'
                 break
-            logits, cache = _step(model, embeds, cache, cache_arg)
+            logits, cache = _step(model, embeds, cache, cache_arg, positions)
+            if positions is not None:
+                positions = positions[:, -1:] + 1  # (P, 1): the next token's position
             token = pick_token(logits, request)
             if token in stops:
                 reason = 'eos'

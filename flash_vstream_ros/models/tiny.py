@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 3  # bump when the tiny models change: a new folder is built
 SEED = 0
-TINY_FAMILIES = ('flash_vstream', 'llava')
+TINY_FAMILIES = ('flash_vstream', 'llava', 'flash_vstream_qwen', 'qwen2_5_vl')
+# tiny_family -> the model family that loads it (the Qwen formats: models/tiny_qwen.py)
+LOADED_AS = {'flash_vstream_qwen': 'qwen2_vl', 'qwen2_5_vl': 'qwen2_vl'}
 IMAGE_TOKEN = '<image>'
 SPECIALS = ['<unk>', '<s>', '</s>', IMAGE_TOKEN]
 CORPUS = [
@@ -82,7 +84,7 @@ def ensure_tiny(cache_dir: str | Path = '', family: str = 'flash_vstream') -> Pa
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{final.name}-', dir=root))
     try:
-        (write_tiny_v1 if family == 'flash_vstream' else write_tiny_llava)(tmp)
+        _write_tiny(tmp, family)
         os.rename(tmp, final)
         log.info('built the tiny %s model in %s', family, final)
     except OSError:
@@ -91,6 +93,17 @@ def ensure_tiny(cache_dir: str | Path = '', family: str = 'flash_vstream') -> Pa
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _write_tiny(folder: Path, family: str) -> None:
+    if family in LOADED_AS:
+        from flash_vstream_ros.models.tiny_qwen import write_tiny_qwen
+
+        write_tiny_qwen(folder, family)
+    elif family == 'flash_vstream':
+        write_tiny_v1(folder)
+    else:
+        write_tiny_llava(folder)
 
 
 # --------------------------------------------------------------------------- tokenizer
