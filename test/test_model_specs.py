@@ -95,6 +95,81 @@ CONFIGS: dict[str, dict[str, Any]] = {
         },
     },
 }
+QWEN2_VL_VISION = {  # Qwen2-VL's ViT; its hidden_size is the LM's
+    'depth': 32,
+    'embed_dim': 1280,
+    'mlp_ratio': 4,
+    'num_heads': 16,
+    'in_chans': 3,
+    'patch_size': 14,
+    'spatial_merge_size': 2,
+    'spatial_patch_size': 14,
+    'temporal_patch_size': 2,
+}
+QWEN2_7B_FLAT = {  # the flat transformers-4 layout of the Qwen2-VL hub configs
+    'hidden_size': 3584,
+    'intermediate_size': 18944,
+    'num_hidden_layers': 28,
+    'num_attention_heads': 28,
+    'num_key_value_heads': 4,
+    'vocab_size': 152064,
+    'max_position_embeddings': 32768,
+    'tie_word_embeddings': False,
+    'torch_dtype': 'bfloat16',
+    'rope_scaling': {'type': 'mrope', 'mrope_section': [16, 24, 24]},
+}
+CONFIGS.update(
+    {
+        'zhang9302002/Flash-VStream-Qwen-7b': {
+            'model_type': 'flash_vstream_qwen2_vl',
+            **QWEN2_7B_FLAT,
+            'vision_config': {
+                **QWEN2_VL_VISION,
+                'hidden_size': 3584,
+                'flash_memory_config': {
+                    'flash_memory_temporal_length': 120,
+                    'flash_memory_spatial_length': 60,
+                },
+            },
+        },
+        'Qwen/Qwen2-VL-2B-Instruct': {
+            'model_type': 'qwen2_vl',
+            **QWEN2_7B_FLAT,
+            'hidden_size': 1536,
+            'intermediate_size': 8960,
+            'num_attention_heads': 12,
+            'num_key_value_heads': 2,
+            'vocab_size': 151936,
+            'tie_word_embeddings': True,
+            'vision_config': {**QWEN2_VL_VISION, 'hidden_size': 1536},
+        },
+        'Qwen/Qwen2.5-VL-3B-Instruct': {
+            'model_type': 'qwen2_5_vl',
+            **QWEN2_7B_FLAT,
+            'hidden_size': 2048,
+            'intermediate_size': 11008,
+            'num_hidden_layers': 36,
+            'num_attention_heads': 16,
+            'num_key_value_heads': 2,
+            'vocab_size': 151936,
+            'max_position_embeddings': 128000,
+            'tie_word_embeddings': True,
+            'vision_config': {
+                'depth': 32,
+                'hidden_size': 1280,
+                'intermediate_size': 3420,
+                'num_heads': 16,
+                'out_hidden_size': 2048,
+                'patch_size': 14,
+                'spatial_merge_size': 2,
+                'temporal_patch_size': 2,
+                'window_size': 112,
+                'fullatt_block_indexes': [7, 15, 23, 31],
+                'tokens_per_second': 2,
+            },
+        },
+    }
+)
 GPU_PROFILES = [p for p in profiles.profile_paths() if 'tiny' not in p.read_text()]
 
 
@@ -119,7 +194,8 @@ def kv_bytes_per_token(cfg: dict[str, Any]) -> int:
 
 
 def on(repo_id: str) -> AppConfig:
-    family = 'flash_vstream' if 'VStream' in repo_id else 'llava'
+    family = 'flash_vstream' if 'VStream-7b' in repo_id else 'llava'
+    family = 'qwen2_vl' if 'qwen2' in str(CONFIGS.get(repo_id, {}).get('model_type')) else family
     return with_overrides(AppConfig(), {'model.family': family, 'model.path': repo_id})
 
 

@@ -24,6 +24,7 @@ from flash_vstream_ros.config.model_specs import (
     LanguageModelShape,
     ModelSpec,
     count_parameters,
+    qwen_vl_spec,
     table_spec,
     turing_parameters,
 )
@@ -69,7 +70,10 @@ VISION_DEFAULTS: dict[str, dict[str, Any]] = {
         'patch_size': 16,
     },
 }
-QKV_BIAS_TYPES = ('qwen2',)  # decoders whose q/k/v projections have biases
+# decoders whose q/k/v projections have biases
+QKV_BIAS_TYPES = ('qwen2', 'qwen2_vl', 'qwen2_vl_text', 'qwen2_5_vl', 'qwen2_5_vl_text')
+QWEN_VL_TYPES = ('qwen2_vl', 'qwen2_5_vl', 'flash_vstream_qwen2_vl')  # the qwen2_vl family
+QWEN_STREAM_SIDE = 448  # frames of the qwen2_vl family (models/qwen_vision.py)
 
 
 def _get(cfg: Any, key: str, default: Any = None) -> Any:
@@ -104,8 +108,30 @@ def lm_shape(cfg: Any) -> LanguageModelShape:
     )
 
 
+def qwen_vision_shape(cfg: Any) -> tuple[EncoderShape, bool]:
+    """(shape, gated) of a Qwen2-VL / Qwen2.5-VL vision config (object or dict): Qwen2-VL
+    names the ViT width ``embed_dim`` (its ``hidden_size`` is the LM's), Qwen2.5-VL
+    ``hidden_size`` with ``out_hidden_size`` for the LM."""
+    gated = _get(cfg, 'out_hidden_size') is not None
+    width = int(_get(cfg, 'hidden_size' if gated else 'embed_dim', 1280))
+    mlp = _get(cfg, 'intermediate_size') if gated else width * float(_get(cfg, 'mlp_ratio', 4))
+    merge = int(_get(cfg, 'spatial_merge_size', 2))
+    shape = EncoderShape(
+        image_size=QWEN_STREAM_SIDE,
+        patch=int(_get(cfg, 'patch_size', 14)),
+        hidden=width,
+        intermediate=int(mlp),
+        heads=int(_get(cfg, 'num_heads', 16)),
+        layers=int(_get(cfg, 'depth', 32)),
+        feature_dim=merge * merge * width,
+    )
+    return shape, gated
+
+
 def encoder_shape(cfg: Any, feature_dim: int) -> EncoderShape:
     """The shape of a ViT from its transformers vision config (object or dict)."""
+    if _get(cfg, 'depth') is not None:  # a Qwen2-VL-family tower
+        return qwen_vision_shape(cfg)[0]
     cfg = _with_defaults(cfg, VISION_DEFAULTS)
     return EncoderShape(
         image_size=int(_get(cfg, 'image_size', 224)),
@@ -127,7 +153,13 @@ def display_name(path: str) -> str:
 
 def spec_from_config(cfg: dict[str, Any], name: str) -> ModelSpec:
     """A spec from a parsed config.json: LLaVA-style (``text_config``/``vision_config``) or
-    a Flash-VStream v1 Llama config with ``mm_*`` keys (its tower named by mm_vision_tower)."""
+    a Flash-VStream v1 Llama config with ``mm_*`` keys (its tower named by mm_vision_tower);
+    a Qwen2-VL-family config (flat, as the hub has them, or with ``text_config``)."""
+    if cfg.get('model_type') in QWEN_VL_TYPES:
+        text = {**cfg, **(cfg.get('text_config') or {}), 'model_type': 'qwen2'}
+        lm = lm_shape(text)
+        encoder, gated = qwen_vision_shape(cfg.get('vision_config') or {})
+        return qwen_vl_spec(name, lm, encoder, gated)
     if 'vision_config' in cfg:
         text = dict(cfg.get('text_config') or {'model_type': 'llama'})
         if 'tie_word_embeddings' not in text and 'tie_word_embeddings' in cfg:

@@ -17,6 +17,13 @@ from the shapes (:func:`count_parameters`), so a config read from disk and the t
 * LLaVA-OneVision-Qwen2-7B: Qwen2-7B (28 layers, hidden 3584, 28 heads, 4 KV heads)
   + the same SigLIP: about 8.0B.
 * LLaVA-1.5-7B: Vicuna-7B v1.5 (vocabulary 32064) + CLIP ViT-L/14 at 336 px: about 7.06B.
+* Flash-VStream-Qwen-7b and Qwen2-VL-7B: Qwen2-7B (28 x 3584, 28 heads, 4 KV heads, 32k
+  context) + the Qwen2-VL ViT (32 x 1280, MLP 5120, patch 14, 2x2 merger 5120 -> 5120 -> LM),
+  frames at 448 px: about 8.29B. Qwen2-VL-2B: Qwen2-1.5B (28 x 1536, 12 heads, 2 KV heads,
+  tied embeddings) + the same ViT: about 2.21B.
+* Qwen2.5-VL-3B: Qwen2.5-3B (36 x 2048, 16 heads, 2 KV heads, tied, 128k context) + the
+  Qwen2.5-VL ViT (32 x 1280, gated MLP 3420, RMSNorm, windowed): about 3.75B; Qwen2.5-VL-7B:
+  Qwen2.5-7B (as Qwen2-7B, 128k context) + the same ViT: about 8.29B.
 * tiny: the random test model (a few million parameters; its loaded size is measured).
 """
 
@@ -168,6 +175,63 @@ TINY_ENCODER = EncoderShape(
 )
 
 
+# Qwen2-VL-family vision towers at the 448 px frames the qwen2_vl family streams; the memory
+# stores pre-merger units (2x2 patches): feature_dim = 4 x the ViT width.
+QWEN2_VL_VIT = EncoderShape(
+    image_size=448,
+    patch=14,
+    hidden=1280,
+    intermediate=5120,
+    heads=16,
+    layers=32,
+    feature_dim=4 * 1280,
+)
+QWEN25_VL_VIT = EncoderShape(
+    image_size=448,
+    patch=14,
+    hidden=1280,
+    intermediate=3420,
+    heads=16,
+    layers=32,
+    feature_dim=4 * 1280,
+)
+QWEN2_15B = LanguageModelShape(
+    layers=28,
+    hidden=1536,
+    heads=12,
+    kv_heads=2,
+    head_dim=128,
+    intermediate=8960,
+    vocab=151936,
+    max_context=32768,
+    tied_embeddings=True,
+    qkv_bias=True,
+)
+QWEN25_3B = LanguageModelShape(
+    layers=36,
+    hidden=2048,
+    heads=16,
+    kv_heads=2,
+    head_dim=128,
+    intermediate=11008,
+    vocab=151936,
+    max_context=128000,
+    tied_embeddings=True,
+    qkv_bias=True,
+)
+QWEN25_7B = LanguageModelShape(
+    layers=28,
+    hidden=3584,
+    heads=28,
+    kv_heads=4,
+    head_dim=128,
+    intermediate=18944,
+    vocab=152064,
+    max_context=128000,
+    qkv_bias=True,
+)
+
+
 # --------------------------------------------------------------------------- parameter counts
 
 
@@ -211,6 +275,27 @@ def sized(name: str, lm: LanguageModelShape, encoder: EncoderShape, extra: int =
     return ModelSpec(name, count_parameters(lm, encoder, extra=extra), lm, encoder)
 
 
+def qwen_vision_parameters(enc: EncoderShape, out_hidden: int, gated: bool) -> int:
+    """Weights of a Qwen2-VL ViT (``gated``: Qwen2.5-VL's SwiGLU MLP and RMSNorms) and its
+    PatchMerger (norm, 4w -> 4w -> out_hidden): patch embedding without bias, no position
+    table (rotary)."""
+    w, i, merged = enc.hidden, enc.intermediate, enc.feature_dim
+    norms = 2 * w if gated else 4 * w  # RMSNorm: weight; LayerNorm: weight and bias
+    mlp = 3 * w * i + 2 * i + w if gated else 2 * w * i + i + w
+    layer = 3 * w * w + 3 * w + w * w + w + mlp + norms
+    merger = (w if gated else 2 * w) + merged * merged + merged + merged * out_hidden + out_hidden
+    return 3 * 2 * enc.patch**2 * w + enc.layers * layer + merger
+
+
+def qwen_vl_spec(
+    name: str, lm: LanguageModelShape, encoder: EncoderShape, gated: bool
+) -> ModelSpec:
+    """A Qwen2-VL-family spec, parameters from the shapes."""
+    return ModelSpec(
+        name, lm_parameters(lm) + qwen_vision_parameters(encoder, lm.hidden, gated), lm, encoder
+    )
+
+
 V1_TURING_HIDDEN = 32  # compress_Turing_hidden_dim of the released checkpoint (its default)
 FLASH_VSTREAM_7B = sized(
     'Flash-VStream-7b',
@@ -223,6 +308,11 @@ LLAVA_INTERLEAVE_05B = sized('LLaVA-Interleave-Qwen-0.5B', QWEN15_05B, SIGLIP_SO
 LLAVA_OV_7B = sized('LLaVA-OneVision-Qwen2-7B', QWEN2_7B, SIGLIP_SO400M_384)
 LLAVA_15_7B = sized('LLaVA-1.5-7B', VICUNA_7B_LLAVA, CLIP_L14_336)
 TINY = ModelSpec('tiny', 1_090_000, TINY_LM, TINY_ENCODER)
+FLASH_VSTREAM_QWEN_7B = qwen_vl_spec('Flash-VStream-Qwen-7b', QWEN2_7B, QWEN2_VL_VIT, False)
+QWEN2_VL_2B = qwen_vl_spec('Qwen2-VL-2B', QWEN2_15B, QWEN2_VL_VIT, False)
+QWEN2_VL_7B = qwen_vl_spec('Qwen2-VL-7B', QWEN2_7B, QWEN2_VL_VIT, False)
+QWEN25_VL_3B = qwen_vl_spec('Qwen2.5-VL-3B', QWEN25_3B, QWEN25_VL_VIT, True)
+QWEN25_VL_7B = qwen_vl_spec('Qwen2.5-VL-7B', QWEN25_7B, QWEN25_VL_VIT, True)
 
 # Lower-case fragments of a hub id or folder name -> spec; the first fragment found wins.
 KNOWN_MODELS: tuple[tuple[str, ModelSpec], ...] = (
@@ -231,6 +321,11 @@ KNOWN_MODELS: tuple[tuple[str, ModelSpec], ...] = (
     ('llava-interleave-qwen-0.5b', LLAVA_INTERLEAVE_05B),
     ('llava-onevision-qwen2-7b', LLAVA_OV_7B),
     ('llava-1.5-7b', LLAVA_15_7B),
+    ('flash-vstream-qwen', FLASH_VSTREAM_QWEN_7B),
+    ('qwen2-vl-2b', QWEN2_VL_2B),
+    ('qwen2-vl-7b', QWEN2_VL_7B),
+    ('qwen2.5-vl-3b', QWEN25_VL_3B),
+    ('qwen2.5-vl-7b', QWEN25_VL_7B),
 )
 
 

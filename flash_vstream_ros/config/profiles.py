@@ -16,7 +16,16 @@ from flash_vstream_ros.config.settings import AppConfig, load_yaml
 from flash_vstream_ros.errors import ConfigError
 
 PROFILES_DIR = Path(__file__).resolve().parents[2] / 'config' / 'profiles'
-PROFILE_ORDER = ('orin_nano', 'orin_nx', 'agx_orin', 'desktop_gpu', 'cpu')  # small to large
+PROFILE_ORDER = (  # small to large; a board's qwen2_vl profiles after its first one
+    'orin_nano',
+    'orin_nx',
+    'orin_nx_qwen2_vl',
+    'orin_nx_qwen2_5_vl',
+    'agx_orin',
+    'agx_orin_flash_vstream_qwen',
+    'desktop_gpu',
+    'cpu',
+)
 
 # --------------------------------------------------------------------------- profiles
 
