@@ -1,9 +1,13 @@
-"""Real-size Flash-VStream v1 on one GPU with random weights: encode, memory update, answer.
+"""Real-size Flash-VStream v1 or v2 on one GPU with random weights: encode, memory, answer.
 
-Builds CLIP ViT-L/14 (224 px) + a Llama-2 7B language model in fp16 with RANDOM weights
-directly on the GPU (no downloads, no checkpoint: speed does not depend on the weights) through
-the same backend classes the node uses (``FlashVStreamModel`` on ``v1_format.build_modules``),
-and the STAR memory of ``flash_vstream_ros.memory`` with the model's q/k projections.
+``--model v1`` (default) builds CLIP ViT-L/14 (224 px) + a Llama-2 7B language model in fp16
+with RANDOM weights directly on the GPU (no downloads, no checkpoint: speed does not depend on
+the weights) through the same backend classes the node uses (``FlashVStreamModel`` on
+``v1_format.build_modules``), and the STAR memory of ``flash_vstream_ros.memory`` with the
+model's q/k projections. ``--model v2`` builds the shape of Flash-VStream-Qwen-7b (Qwen2-VL-7B:
+the 32-layer ViT at 448 px and Qwen2-7B) behind ``QwenVLModel``, with the synopsis memory at
+the sizes the checkpoint config gives (60 x 64 + 30 x 256 = 11,520 visual tokens, pre-merger
+tokens of 5,120 values) and M-RoPE time positions.
 
 Reports: encode time per frame (640x480 RGB frames, preprocessing included; batch 1 and 8);
 memory update time per frame early (frames 11-100) and late (the last 200 frames of a long
@@ -12,7 +16,8 @@ end-of-sequence token disabled) with the memory after 10 frames and after all fr
 memory. Prints a Markdown table; writes gpu_bench.json to $OUT (or --out) when set.
 
     python benchmarks/gpu_bench.py                 # on a CUDA machine, about 2-4 minutes
-    python benchmarks/gpu_bench.py --tiny          # tiny sizes on the CPU (a smoke run)
+    python benchmarks/gpu_bench.py --model v2      # Flash-VStream-Qwen-7b's shape
+    python benchmarks/gpu_bench.py --tiny [--model v2]   # tiny sizes on the CPU (a smoke run)
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the source tree 
 import numpy as np
 import torch
 
-from flash_vstream_ros.config import MemoryConfig
+from flash_vstream_ros.config import AppConfig, MemoryConfig, with_overrides
+from flash_vstream_ros.engine.readouts import token_layout
 from flash_vstream_ros.models.base import GenerationRequest, PromptContext
 from flash_vstream_ros.models.flash_vstream import FlashVStreamModel
 from flash_vstream_ros.models.preprocess import ImageSpec
@@ -104,6 +110,77 @@ def build_model(tiny: bool, device: torch.device, dtype: torch.dtype) -> FlashVS
     return model
 
 
+QWEN2_VL_7B = {  # Qwen/Qwen2-VL-7B-Instruct's config.json (flat layout), as v2 ships it
+    'model_type': 'flash_vstream_qwen2_vl',
+    'hidden_size': 3584,
+    'intermediate_size': 18944,
+    'num_hidden_layers': 28,
+    'num_attention_heads': 28,
+    'num_key_value_heads': 4,
+    'vocab_size': 152064,
+    'max_position_embeddings': 32768,
+    'rms_norm_eps': 1e-6,
+    'rope_theta': 1000000.0,
+    'tie_word_embeddings': False,
+    'hidden_act': 'silu',
+    'rope_scaling': {'type': 'mrope', 'mrope_section': [16, 24, 24]},
+    'vision_config': {
+        'depth': 32,
+        'embed_dim': 1280,
+        'mlp_ratio': 4,
+        'num_heads': 16,
+        'in_chans': 3,
+        'hidden_size': 3584,
+        'patch_size': 14,
+        'spatial_merge_size': 2,
+        'temporal_patch_size': 2,
+        'flash_memory_config': {
+            'flash_memory_temporal_length': 120,
+            'flash_memory_temporal_method': 'kmeans_ordered',
+            'flash_memory_temporal_poolsize': 2,
+            'flash_memory_spatial_length': 60,
+            'flash_memory_spatial_method': 'klarge_retrieve',
+        },
+    },
+}
+
+
+def build_v2(tiny: bool, device: torch.device, dtype: torch.dtype) -> Any:
+    """Flash-VStream-Qwen-7b's shape (or the tiny checkpoint's) with random weights on device."""
+    from flash_vstream_ros.models.qwen2_vl import QwenVLModel
+    from flash_vstream_ros.models.qwen_vision import QwenImageSpec
+    from flash_vstream_ros.models.tiny_qwen import (
+        build_qwen_model,
+        build_qwen_tokenizer,
+        tiny_qwen_config,
+    )
+
+    tokenizer = build_qwen_tokenizer()
+    raw = tiny_qwen_config('flash_vstream_qwen', tokenizer) if tiny else dict(QWEN2_VL_7B)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with device:
+            model = build_qwen_model(raw).to(dtype)
+    finally:
+        torch.set_default_dtype(previous)
+    qwen = QwenVLModel(model, ModuloTokenizer(tokenizer), raw, QwenImageSpec(), '')
+    qwen.decoder.eos_ids = set()  # a fixed number of generated tokens
+    return qwen
+
+
+def memory_config(model: Any) -> MemoryConfig:
+    """The memory the engine would run: the checkpoint's overrides (v2: synopsis), else STAR."""
+    overrides = model.memory_overrides()
+    return with_overrides(AppConfig(), overrides).memory if overrides else MemoryConfig()
+
+
+NAMES = {
+    'v1': 'CLIP ViT-L/14-224 + Llama-2-7B (Flash-VStream-7b, STAR)',
+    'v2': 'Qwen2-VL-7B at 448 px (Flash-VStream-Qwen-7b, synopsis)',
+}
+
+
 def sync(device: torch.device) -> None:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
@@ -122,7 +199,7 @@ def timed(fn: Callable[[], Any], device: torch.device, reps: int) -> list[float]
     return out
 
 
-def bench_encode(model: FlashVStreamModel, reps: int) -> dict[str, float]:
+def bench_encode(model: Any, reps: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(8)]
     out = {}
@@ -133,12 +210,12 @@ def bench_encode(model: FlashVStreamModel, reps: int) -> dict[str, float]:
 
 
 def bench_memory_and_answers(
-    model: FlashVStreamModel, frames: int, new_tokens: int, reps: int
+    model: Any, frames: int, new_tokens: int, reps: int
 ) -> dict[str, Any]:
     from flash_vstream_ros.memory import build_memory
 
     memory = build_memory(
-        MemoryConfig(),
+        memory_config(model),
         model.feature_dim,
         qk=model.memory_qk(),
         device=model.device,
@@ -164,12 +241,16 @@ def bench_memory_and_answers(
     return out
 
 
-def bench_answer(
-    model: FlashVStreamModel, memory: Any, new_tokens: int, reps: int, tag: str
-) -> dict[str, Any]:
+def bench_answer(model: Any, memory: Any, new_tokens: int, reps: int, tag: str) -> dict[str, Any]:
     snap = memory.snapshot()
-    tokens = snap.readout().tokens
-    ctx = PromptContext(span=snap.span(), frames_seen=snap.frames_seen, cameras=('cam',))
+    readout = snap.readout()
+    tokens = readout.tokens
+    ctx = PromptContext(  # the layout: each token's frame time, as the engine passes it
+        span=snap.span(),
+        frames_seen=snap.frames_seen,
+        cameras=('cam',),
+        layout=token_layout(readout),
+    )
 
     def ask(n: int) -> Any:
         return model.answer(
@@ -198,6 +279,13 @@ def table(results: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--tiny', action='store_true', help='tiny sizes on the CPU (smoke run)')
+    parser.add_argument(
+        '--model',
+        choices=('v1', 'v2'),
+        default='v1',
+        help='v1: Flash-VStream-7b (CLIP-L + Llama-2-7B, STAR); v2: Flash-VStream-Qwen-7b '
+        '(Qwen2-VL-7B, synopsis 11,520 tokens)',
+    )
     parser.add_argument('--frames', type=int, default=1200, help='frames folded into memory')
     parser.add_argument('--new-tokens', type=int, default=48, help='generated tokens/answer')
     parser.add_argument('--reps', type=int, default=5, help='timed repetitions per figure')
@@ -210,14 +298,14 @@ def main() -> None:
     if args.tiny:
         torch.set_num_threads(1)
     start = time.perf_counter()
-    model = build_model(args.tiny, device, dtype)
+    model = (build_v2 if args.model == 'v2' else build_model)(args.tiny, device, dtype)
     sync(device)
     results: dict[str, Any] = {
         'device': torch.cuda.get_device_name(device)
         if device.type == 'cuda'
         else platform.processor() or 'cpu',
         'dtype': str(dtype).replace('torch.', ''),
-        'model': 'tiny' if args.tiny else 'CLIP ViT-L/14-224 + Llama-2-7B',
+        'model': ('tiny ' if args.tiny else '') + NAMES[args.model],
         'build_s': time.perf_counter() - start,
         'parameter_gb': model.parameter_bytes() / 1e9,
     }
