@@ -13,7 +13,10 @@
 Each folder also has a tokenizer with Qwen2's special tokens (a byte-level BPE trained on the
 spot), the hub's chat template, ``generation_config.json`` and ``preprocessor_config.json``.
 Sizes: LM hidden 64 (4 heads of 16, 2 KV heads, M-RoPE sections [2, 3, 3]), 2 layers; ViT
-width 32, 2 blocks, patch 14, merge 2. Seeded: two builds give identical weights.
+width 32, 2 blocks, patch 14, merge 2. Seeded: two builds give identical weights. The output
+rows of the special tokens (EOS, the vision pads, ...) are zero, so a greedy random answer is
+text that practically never ends early (a zero logit is never the largest of 400 random ones):
+streaming and cancel tests get their tokens.
 """
 
 from __future__ import annotations
@@ -83,6 +86,13 @@ def _ids(tok: Any) -> dict[str, int]:
         'image_token_id': get('<|image_pad|>'),
         'video_token_id': get('<|video_pad|>'),
     }
+
+
+def special_ids(tok: Any) -> list[int]:
+    """Ids of every special token of the tiny tokenizer (its own and Qwen2's)."""
+    from flash_vstream_ros.models.tiny import SPECIALS as BASE_SPECIALS
+
+    return sorted({int(tok.convert_tokens_to_ids(t)) for t in [*BASE_SPECIALS, *SPECIALS]})
 
 
 def tiny_qwen_config(fmt: str, tok: Any) -> dict[str, Any]:
@@ -177,6 +187,8 @@ def write_tiny_qwen(folder: Path, fmt: str = 'flash_vstream_qwen', seed: int = 0
     tok.save_pretrained(str(folder))
     cfg = tiny_qwen_config(fmt, tok)
     model = build_qwen_model(cfg, seed)
+    with torch.no_grad():  # never greedy-picked: random answers are text, to max_new_tokens
+        model.lm_head.weight[special_ids(tok)] = 0.0
     state = {legacy_name(k): v.detach().clone() for k, v in model.state_dict().items()}
     write_shards(folder, state, shards=2, safetensors=True)
     (folder / 'config.json').write_text(json.dumps(cfg, indent=2))
