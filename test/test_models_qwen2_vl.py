@@ -331,3 +331,27 @@ def test_known_qwen_checkpoints_in_the_table() -> None:
         assert spec is not None, hub_id
         assert abs(spec.parameters / 1e9 - billions) < 0.01, (hub_id, spec.parameters)
         assert spec.encoder.feature_dim == 5120
+
+
+@pytest.mark.unit
+def test_token_layout_splits_parts_over_their_evidence() -> None:
+    from flash_vstream_ros.engine.readouts import token_layout
+    from flash_vstream_ros.memory.base import Evidence, Readout
+
+    def ev(part: str, stamp: int) -> Evidence:
+        return Evidence(part, 'c', stamp, stamp, stamp, 1.0)
+
+    readout = Readout(
+        torch.zeros(64 * 2 + 256 + 5, 4),
+        (('synopsis', 128), ('detail', 256), ('front:recent', 5)),
+        (ev('synopsis', 1), ev('synopsis', 2), ev('detail', 3), ev('recent', 4), ev('recent', 5)),
+    )
+    layout = token_layout(readout)
+    assert [(g.part, g.tokens, g.stamp) for g in layout] == [
+        ('synopsis', 64, 1),
+        ('synopsis', 64, 2),
+        ('detail', 256, 3),
+        ('front:recent', 3, 4),  # 5 tokens thinned over 2 elements: the first gets one more
+        ('front:recent', 2, 5),
+    ]
+    assert sum(g.tokens for g in layout) == readout.tokens.shape[0]
