@@ -22,6 +22,7 @@ MODEL_TESTS=(
     test/test_models_unit.py test/test_models_v1.py test/test_models_llava.py
     test/test_models_prompt.py test/test_models_preprocess.py test/test_models_v1_config.py
     test/test_models_bench.py test/test_engine_model.py test/test_budget_model.py
+    test/test_models_qwen2_vl.py test/test_models_qwen_vision.py
 )
 
 if [ ! -x "$VENV/bin/python" ]; then

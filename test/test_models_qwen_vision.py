@@ -106,6 +106,19 @@ def test_equal_to_the_official_torchvision_processor(size: tuple[int, int]) -> N
     assert np.abs(got - want).mean() < 0.02
 
 
+@pytest.mark.model
+@pytest.mark.parametrize('size', SIZES)
+def test_equal_to_the_numpy_processor_of_transformers_4(size: tuple[int, int]) -> None:
+    transformers = pytest.importorskip('transformers')
+    if int(transformers.__version__.split('.')[0]) >= 5:
+        pytest.skip('transformers 5 made Qwen2VLImageProcessor the torchvision one')
+    img = image(*size)
+    want, want_grid = official('Qwen2VLImageProcessor', img)
+    got, grid = ours(img)
+    assert grid == want_grid
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def regenerate() -> None:
     img = image(40, 60, seed=7)
     patches, grid = official('Qwen2VLImageProcessorPil', img)

@@ -83,17 +83,12 @@ class QwenVLModel:
     def __init__(
         self, model: Any, tokenizer: Any, raw: dict[str, Any], image: QwenImageSpec, name: str
     ) -> None:
-        self.model, self.tokenizer, self.raw, self.image, self.name = (
-            model,
-            tokenizer,
-            raw,
-            image,
-            name,
-        )
+        self.model, self.tokenizer, self.raw, self.image = model, tokenizer, raw, image
+        self.name = name
         self.model_type = str(raw.get('model_type'))
         self.layout = VARIANTS[self.model_type][1]
-        inner = getattr(model, 'model', model)
-        self.visual = getattr(inner, 'visual', None) or model.visual
+        inner = getattr(model, 'model', model)  # transformers >= 4.52: model.model.visual
+        self.visual = inner.visual if hasattr(inner, 'visual') else model.visual
         self.merger = self.visual.merger
         first = next(model.parameters())
         self.device, self.dtype = first.device, first.dtype
