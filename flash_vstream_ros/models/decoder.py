@@ -11,8 +11,8 @@ table (a GGUF's ``token_embd``) and can reuse a KV cache for a prefix it has see
 ``positions`` (optional): explicit rotary positions (P, T) of the prompt's T tokens, for models
 whose positions are not 0..T-1: Qwen2-VL's M-RoPE (P = 3: time, row, column of each memory
 token). Generated tokens continue from the last prompt position + 1. Without it (every other
-family) the decoder behaves exactly as before; a decoder that cannot take positions raises
-ModelError when given some rather than answering with wrong ones.
+family) the decoder behaves exactly as before. A decoder that cannot take positions must
+refuse them (ModelError) rather than answer with wrong ones; TorchDecoder takes them.
 """
 
 from __future__ import annotations
