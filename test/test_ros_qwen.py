@@ -124,7 +124,7 @@ def test_action_streams_tokens_as_feedback(client: Client) -> None:
     # sampled: a greedy random model may repeat a whitespace token, which streams no text
     goal = AskStream.Goal(question='what is there?', max_new_tokens=12, temperature=1.0)
     handle = result_of(
-        action.send_goal_async(goal, feedback_callback=lambda f: feedback.append(f.feedback)),
+        client.send_goal(action, goal, lambda f: feedback.append(f.feedback)),
         30.0,
         'goal response',
     )
@@ -146,7 +146,7 @@ def test_cancel_stops_generation(client: Client) -> None:
     goal = AskStream.Goal(question='describe everything', max_new_tokens=MAX_TOKENS)
     goal.temperature = 1.0
     handle = result_of(
-        action.send_goal_async(goal, feedback_callback=lambda f: feedback.append(f.feedback)),
+        client.send_goal(action, goal, lambda f: feedback.append(f.feedback)),
         30.0,
         'goal response',
     )
