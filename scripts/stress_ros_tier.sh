@@ -34,8 +34,9 @@ passed=0
 for round in $(seq "$ROUNDS"); do
     start=$(date +%s)
     set +e
+    # Each round's temporary files (node, camera and bag logs) are kept for the post-mortem.
     "$VENV/bin/python" -m pytest -q -m 'ros and not slow and not gpu' -p no:cacheprovider \
-        >"$OUT/round-$round.log" 2>&1
+        --basetemp="$OUT/round-$round-tmp" >"$OUT/round-$round.log" 2>&1
     rc=$?
     set -e
     summary=$(grep -E '(passed|failed|error)' "$OUT/round-$round.log" | tail -1)
