@@ -54,6 +54,8 @@ def camera_cmd(frames: int, *extra: str) -> list[str]:
         '-p',
         'reliability:=reliable',
         '-p',
+        f'depth:={frames}',
+        '-p',
         'wait_subscribers:=1',
         '-p',
         'stamp:=world',

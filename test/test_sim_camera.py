@@ -70,7 +70,8 @@ def viewer() -> Any:
 
 def camera(frames: int, *params: str) -> list[str]:
     args = ['width:=80', 'height:=60', f'max_frames:={frames}', 'reliability:=reliable',
-            'wait_subscribers:=1', 'topic:=/cam/image', *params]  # fmt: skip
+            f'depth:={max(frames, 5)}', 'wait_subscribers:=1', 'topic:=/cam/image',
+            *params]  # fmt: skip
     return module_cmd(CAMERA, '--ros-args', *[x for p in args for x in ('-p', p)])
 
 

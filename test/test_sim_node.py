@@ -60,7 +60,7 @@ def camera_cmd(frames: int, *extra: str) -> list[str]:
     return module_cmd(
         CAMERA, '--ros-args', '-p', f'width:={WIDTH}', '-p', f'height:={HEIGHT}', '-p',
         f'rate_hz:={FPS}', '-p', f'max_frames:={frames}', '-p', 'reliability:=reliable', '-p',
-        'wait_subscribers:=1', *extra,
+        f'depth:={frames}', '-p', 'wait_subscribers:=1', *extra,
     )  # fmt: skip
 
 

@@ -2,9 +2,13 @@
 
 Executable ``flash_vstream_sim_camera``. Publishes ``sensor_msgs/Image`` (rgb8 or bgr8) on
 ``topic`` and, when ``compressed_topic`` is set, ``sensor_msgs/CompressedImage`` (jpeg), with
-sensor-data QoS (best effort) unless ``reliability`` says otherwise. Frame i shows world time
-i / rate_hz; its header stamp is the node clock (``stamp: clock``; sim time works) or
-``stamp_offset_s + i / rate_hz`` (``stamp: world``, the stamps ``write_world_bag`` writes).
+sensor-data QoS (best effort) unless ``reliability`` says otherwise. Reliable delivers every
+frame only while the subscriber acknowledges within ``depth`` frames: the writer's history is
+KEEP_LAST, so a subscriber that falls further behind (a loaded machine) loses the oldest ones;
+set ``depth`` to ``max_frames`` where every frame must arrive (the tests that count). Frame i
+shows world time i / rate_hz; its header stamp is the node clock (``stamp: clock``; sim time
+works) or ``stamp_offset_s + i / rate_hz`` (``stamp: world``, the stamps ``write_world_bag``
+writes).
 The ground truth goes to ``event_log`` (JSON lines, see ``flash_vstream_ros.sim.events``).
 
     flash_vstream_sim_camera --ros-args -p width:=640 -p height:=480 -p rate_hz:=30.0 \
