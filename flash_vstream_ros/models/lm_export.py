@@ -138,9 +138,8 @@ def export_lm(source: Path, out: Path, dtype: torch.dtype | None = None) -> dict
         config.dtype = dtype
     out.mkdir(parents=True, exist_ok=True)
     tensors, total = _write_weights(source, out, rename, dtype)
-    if 'lm_head.weight' not in tensors:
-        if not getattr(config, 'tie_word_embeddings', False):
-            raise CheckpointError(f'{source}: no lm_head.weight and the embeddings are not tied')
+    if 'lm_head.weight' not in tensors and not getattr(config, 'tie_word_embeddings', False):
+        raise CheckpointError(f'{source}: no lm_head.weight and the embeddings are not tied')
     if 'model.embed_tokens.weight' not in tensors:
         raise CheckpointError(f'{source}: no language-model embedding table in the weights')
     config.save_pretrained(str(out))
