@@ -104,6 +104,7 @@ class RemoteDecoder:
         self.wire_dtype = WIRE_DTYPES.get(settings.dtype)  # None: the embeddings' own
         self._model = settings.model
         self.last_bytes_sent = 0  # request body of the last answer (benchmarks)
+        self.last_token_ids: list[int] = []  # the last answer's ids, when the server sends them
 
     # ------------------------------------------------------------------ protocol
 
@@ -164,6 +165,7 @@ class RemoteDecoder:
             'stream': True,
             'stream_options': {'include_usage': True},
             'skip_special_tokens': True,
+            'return_token_ids': True,  # vLLM: each chunk's ids (counts; tests compare them)
         }
         if self.eos_ids:
             body['stop_token_ids'] = sorted(self.eos_ids)
@@ -203,6 +205,7 @@ class RemoteDecoder:
             stream.close()
             if watcher is not None:
                 watcher.join()
+            self.last_token_ids = answer.ids
         if stream.aborted:
             return Generation(text=answer.shown, tokens=answer.tokens, stop_reason='cancelled')
         if answer.finish is None:
@@ -229,6 +232,7 @@ class _Answer:
         self.raw = ''  # the text as the server sent it
         self.shown = ''  # what was handed out: raw without its leading spaces
         self.tokens = 0  # generated tokens seen so far (chunks, or token ids when sent)
+        self.ids: list[int] = []
         self.finish: str | None = None
         self.usage: int | None = None  # completion_tokens from the final usage chunk
 
@@ -243,7 +247,11 @@ class _Answer:
             if not isinstance(choice, dict) or not isinstance(choice.get('text', ''), str):
                 raise RemoteError(f'{where} sent a malformed choice: {str(choice)[:120]}')
             ids = choice.get('token_ids')
-            self.tokens += len(ids) if isinstance(ids, list) else 1 if choice.get('text') else 0
+            if isinstance(ids, list):
+                self.ids += [int(i) for i in ids]
+                self.tokens += len(ids)
+            elif choice.get('text'):
+                self.tokens += 1
             self._text(choice.get('text') or '')
             if choice.get('finish_reason') is not None:
                 self.finish = str(choice['finish_reason'])
