@@ -44,6 +44,7 @@ from _ros_node_helpers import Client, Proc, result_of, start_node, wait_for, wri
 
 pytestmark = [
     pytest.mark.remote,
+    pytest.mark.timeout(900),  # the first and the last test each start vLLM (60-150 s)
     pytest.mark.skipif(
         not vllm_python(),
         reason='FVS_VLLM_PYTHON is not set (the vllm venv: scripts/setup_vllm_venv.sh)',
