@@ -130,7 +130,7 @@ def test_node_on_the_robot_answers_the_base_station(
             '--ros-args',
             '--params-file',
             str(params),
-        ]
+        ],
         tmp_path / 'node.log',
     )
     camera = start_in(
@@ -146,7 +146,7 @@ def test_node_on_the_robot_answers_the_base_station(
             'height:=48',
             '-p',
             'rate_hz:=5.0',
-        ]
+        ],
         tmp_path / 'camera.log',
     )
     try:
@@ -164,7 +164,7 @@ def test_node_on_the_robot_answers_the_base_station(
                 'node:=/flash_vstream',
                 '-p',
                 'wait_s:=240.0',
-            ]
+            ],
             cwd=SOURCE_ROOT,
             env=host_env(),
             capture_output=True,
