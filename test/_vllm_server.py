@@ -50,8 +50,10 @@ def build_models(root: Path) -> tuple[Path, Path]:
 class VllmServer:
     """``python -m vllm.entrypoints.openai.api_server`` for ``model`` on 127.0.0.1:port."""
 
-    def __init__(self, model: Path, workdir: Path, port: int | None = None) -> None:
-        self.model, self.workdir = model, workdir
+    def __init__(
+        self, model: Path, workdir: Path, port: int | None = None, max_model_len: int = 512
+    ) -> None:
+        self.model, self.workdir, self.max_model_len = model, workdir, max_model_len
         self.port = port or free_port()
         self.url = f'http://127.0.0.1:{self.port}'
         self.popen: subprocess.Popen[bytes] | None = None
@@ -75,7 +77,7 @@ class VllmServer:
             '--dtype',
             'float32',
             '--max-model-len',
-            '512',
+            str(self.max_model_len),
             '--enforce-eager',
         ]
 
