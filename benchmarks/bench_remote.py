@@ -21,11 +21,11 @@ overhead; the transfer time is that over a 100 Mbit/s link (and 1 Gbit/s).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from pathlib import Path
 import socket
-import statistics
 import sys
 import tempfile
 import threading
@@ -38,14 +38,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / 'test'))
 
-import torch
+import torch  # noqa: E402 (after the path set-up)
 
-from flash_vstream_ros.config import RemoteConfig
-from flash_vstream_ros.models.base import GenerationRequest
-from flash_vstream_ros.models.decoder import TorchDecoder
-from flash_vstream_ros.models.flash_vstream import load_flash_vstream
-from flash_vstream_ros.models.remote import RemoteDecoder, encode_embeds
-from flash_vstream_ros.models.base import PromptContext
+from flash_vstream_ros.config import RemoteConfig  # noqa: E402
+from flash_vstream_ros.models.base import GenerationRequest, PromptContext  # noqa: E402
+from flash_vstream_ros.models.decoder import TorchDecoder  # noqa: E402
+from flash_vstream_ros.models.flash_vstream import load_flash_vstream  # noqa: E402
+from flash_vstream_ros.models.remote import RemoteDecoder, encode_embeds  # noqa: E402
 
 QUESTION = 'What happened in the video, and where is the red toolbox?'
 HIDDEN_7B, FP16 = 4096, 2
@@ -91,10 +90,8 @@ class CountingRelay:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self._listener.close()
@@ -120,7 +117,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument('--out', type=Path, default=None)
     args = parser.parse_args(argv)
     if not vllm_python():
-        raise SystemExit('set FVS_VLLM_PYTHON to the vllm venv python (scripts/setup_vllm_venv.sh)')
+        raise SystemExit(
+            'set FVS_VLLM_PYTHON to the vllm venv python (scripts/setup_vllm_venv.sh)'
+        )
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix='bench_remote_'))
     checkpoint, lm = build_models(work)

@@ -324,3 +324,44 @@ def test_engine_answers_again_once_the_server_is_back(
     finally:
         eng.stop()
         model.close()
+
+
+@pytest.mark.parametrize('family', ['flash_vstream', 'llava'])
+def test_robot_keeps_only_the_embedding_table(
+    tiny_cache_dir: Path, fake: FakeOpenAI, family: str
+) -> None:
+    """Without a fallback the robot releases the LM's layers and head; answers still come."""
+    cfg = ModelConfig(
+        family='tiny',
+        tiny_family=family,
+        cache_dir=str(tiny_cache_dir),
+        device='cpu',
+        decoder='remote',
+        remote=RemoteConfig(url=fake.url, model=MODEL_NAME),
+    )
+    model = load_model(cfg)
+    decoder = model.decoder  # type: ignore[attr-defined]
+    assert isinstance(decoder, RemoteDecoder)
+    assert decoder.fallback is None
+    lm = model.decoder.embed.__self__.lm  # type: ignore[attr-defined]
+    assert not lm.get_input_embeddings().weight.is_meta
+    assert all(p.is_meta for p in lm.get_decoder().layers.parameters())
+    assert lm.get_output_embeddings().weight.is_meta
+    got = model.answer(memory(), 'What happened?', CONTEXT, GREEDY)
+    assert got.stop_reason in ('eos', 'length')
+    assert fake.requests[-1]['path'] == '/v1/completions'
+    model.close()
+
+
+def test_fallback_keeps_the_local_weights(tiny_cache_dir: Path, fake: FakeOpenAI) -> None:
+    cfg = ModelConfig(
+        family='tiny',
+        cache_dir=str(tiny_cache_dir),
+        device='cpu',
+        decoder='remote',
+        remote=RemoteConfig(url=fake.url, model=MODEL_NAME, fallback=True),
+    )
+    model = load_model(cfg)
+    assert isinstance(model, FlashVStreamModel)
+    assert not any(p.is_meta for p in model.modules.lm.parameters())
+    model.close()

@@ -70,7 +70,8 @@ def models(workdir: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope='module')
 def server(models: tuple[Path, Path], workdir: Path) -> Iterator[VllmServer]:
-    srv = VllmServer(models[1], workdir)  # not started: the first test starts it
+    # not started: the first test starts it; a context room for LONG answers
+    srv = VllmServer(models[1], workdir, max_model_len=2048)
     try:
         yield srv
     finally:
@@ -250,7 +251,8 @@ def test_cancel_closes_the_stream_and_vllm_stops(client: Client, server: VllmSer
     cancel = result_of(handle.cancel_goal_async(), 30.0, 'cancel response')
     assert len(cancel.goals_canceling) == 1
     response = result_of(handle.get_result_async(), 60.0, 'cancelled result')
-    assert response.status == GoalStatus.STATUS_CANCELED
+    r = response.result
+    assert response.status == GoalStatus.STATUS_CANCELED, (r.stop_reason, r.answer_tokens)
     assert response.result.stop_reason == 'cancelled'
     assert 3 <= response.result.answer_tokens < LONG
     wait_for(lambda: server.running_requests() == 0, 10.0, 'vLLM running no request')
@@ -263,10 +265,11 @@ def test_server_killed_mid_answer_then_back(
     feedback: list[Any] = []
     handle = start_long_goal(client, feedback)
     t0 = time.monotonic()
-    server.kill()
+    server.kill()  # SIGKILL to the server and its engine core
     response = result_of(handle.get_result_async(), TIMEOUT_S + 30.0, 'result after the kill')
     elapsed = time.monotonic() - t0
-    assert response.status == GoalStatus.STATUS_ABORTED
+    r = response.result
+    assert response.status == GoalStatus.STATUS_ABORTED, (r.stop_reason, r.answer_tokens)
     assert not response.result.success
     assert 'closed' in response.result.error_message or 'ended' in response.result.error_message
     assert elapsed < TIMEOUT_S + 5.0

@@ -270,8 +270,9 @@ class _Answer:
 def attach_remote(model: Any, settings: RemoteConfig) -> None:
     """Replace ``model.decoder`` (the family's TorchDecoder) by a RemoteDecoder.
 
-    The local decoder stays as the fallback when ``settings.fallback``; its input embedding
-    table embeds the prompt's text in any case.
+    The local decoder stays as the fallback when ``settings.fallback``; otherwise its decoder
+    layers, final norm and output head are released (moved to the meta device: the server runs
+    them), and only the input embedding table stays, which embeds the prompt's text.
     """
     local = model.decoder
     embed = getattr(local, 'embed', None)
@@ -280,8 +281,35 @@ def attach_remote(model: Any, settings: RemoteConfig) -> None:
     model.decoder = RemoteDecoder(
         settings, embed, local.eos_ids, fallback=local if settings.fallback else None
     )
+    freed = 0 if settings.fallback else release_layers(local.lm)
     log.info(
-        'answers come from %s (fallback: %s)',
+        'answers come from %s (fallback: %s; %.1f MB of language-model weights released)',
         model.decoder.name,
         'local' if settings.fallback else 'none',
+        freed / 1e6,
     )
+
+
+def release_layers(lm: Any) -> int:
+    """Move the LM's layers, final norm and (untied) output head to ``meta``; bytes freed.
+
+    ``lm`` is a transformers causal LM (LlamaForCausalLM, or a LLaVA model whose decoder is its
+    language model); its input embedding table stays where it is.
+    """
+    keep = lm.get_input_embeddings().weight
+    parts = []
+    decoder = lm.get_decoder() if hasattr(lm, 'get_decoder') else None
+    for name in ('layers', 'norm'):
+        part = getattr(decoder, name, None)
+        if isinstance(part, torch.nn.Module):
+            parts.append(part)
+    head = lm.get_output_embeddings() if hasattr(lm, 'get_output_embeddings') else None
+    if isinstance(head, torch.nn.Module) and getattr(head, 'weight', None) is not keep:
+        parts.append(head)
+    freed = 0
+    for part in parts:
+        freed += sum(p.numel() * p.element_size() for p in part.parameters() if not p.is_meta)
+        part.to('meta')
+    if keep.is_meta:
+        raise ModelError('releasing the language model took its embedding table with it')
+    return freed
