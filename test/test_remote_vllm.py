@@ -132,7 +132,7 @@ def node(models: tuple[Path, Path], server: VllmServer, workdir: Path) -> Iterat
         'model.remote.connect_timeout_s': 2.0,
         'engine.ingest_rate_hz': 0.0,
         'engine.question_queue_size': 0,
-        'generation.max_new_tokens': 24,
+        'generation.max_new_tokens': LONG,  # a request may lower it, never raise it
         'ros.image_topics': [],
         'ros.compressed_topics': [],
         'ros.status_period_s': 0.5,
