@@ -10,6 +10,7 @@ a usage chunk and ``data: [DONE]``). ``mode`` makes it misbehave on purpose:
 * ``die``: closes the socket after ``die_after`` tokens, without a finish (a killed server);
 * ``http_error``: 500 with an OpenAI-style error body; ``error_event``: an error mid-stream.
 
+``tls`` (an ``ssl.SSLContext`` with the server's certificate) makes it an https server.
 ``stop()`` then a request is a server that is down (connection refused). It records every
 request (headers and JSON body) and, for cancels, whether the client went away mid-answer.
 """
@@ -20,6 +21,7 @@ import base64
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import io
 import json
+import ssl
 import threading
 import time
 from typing import Any
@@ -35,7 +37,14 @@ MODEL_NAME = 'tiny-lm'
 class FakeOpenAI:
     """``with FakeOpenAI(lm, tokenizer) as fake: fake.url``."""
 
-    def __init__(self, lm: Any, tokenizer: Any, mode: str = 'ok', port: int = 0) -> None:
+    def __init__(
+        self,
+        lm: Any,
+        tokenizer: Any,
+        mode: str = 'ok',
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.lm, self.tokenizer, self.mode = lm, tokenizer, mode
         self.delay_s = 0.0
         self.token_delay_s = 0.0
@@ -48,6 +57,9 @@ class FakeOpenAI:
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.url = f'http://127.0.0.1:{self.port}'
+        if tls is not None:  # https: the listening socket hands out TLS connections
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self.url = f'https://127.0.0.1:{self.port}'
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def __enter__(self) -> FakeOpenAI:

@@ -13,6 +13,9 @@ from collections.abc import Iterator
 import dataclasses
 import io
 from pathlib import Path
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 
@@ -365,3 +368,34 @@ def test_fallback_keeps_the_local_weights(tiny_cache_dir: Path, fake: FakeOpenAI
     assert isinstance(model, FlashVStreamModel)
     assert not any(p.is_meta for p in model.modules.lm.parameters())
     model.close()
+
+
+@pytest.fixture(scope='module')
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl), and its key."""
+    if shutil.which('openssl') is None:
+        pytest.skip('needs the openssl command')
+    folder = tmp_path_factory.mktemp('tls')
+    cert, key = folder / 'cert.pem', folder / 'key.pem'
+    subprocess.run(
+        ['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+         '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+         '-keyout', str(key), '-out', str(cert)],
+        capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_https_with_a_ca_file(local: FlashVStreamModel, certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    with FakeOpenAI(local.modules.lm, local.tokenizer, tls=context) as server:
+        assert server.url.startswith('https://')
+        want = local.answer(memory(), 'What happened?', CONTEXT, GREEDY)
+        got = answer_with(local, remote(local, server.url, ca_file=str(cert)), GREEDY)
+        assert (got.text, got.tokens) == (want.text, want.tokens)
+        with pytest.raises(ModelError, match=r'TLS handshake with https://127\.0\.0\.1'):
+            answer_with(local, remote(local, server.url), GREEDY)  # the system store
+        with pytest.raises(ModelError, match='CA file'):
+            answer_with(local, remote(local, server.url, ca_file=str(key.parent / 'x')), GREEDY)
