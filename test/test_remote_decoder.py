@@ -350,6 +350,10 @@ def test_robot_keeps_only_the_embedding_table(
     assert not lm.get_input_embeddings().weight.is_meta
     assert all(p.is_meta for p in lm.get_decoder().layers.parameters())
     assert lm.get_output_embeddings().weight.is_meta
+    released = sum(p.numel() * 4 for p in lm.parameters() if p.is_meta)
+    full = load_model(dataclasses.replace(cfg, decoder='torch'))
+    assert full.parameter_bytes() - model.parameter_bytes() == released  # what the budget sees
+    full.close()
     got = model.answer(memory(), 'What happened?', CONTEXT, GREEDY)
     assert got.stop_reason in ('eos', 'length')
     assert fake.requests[-1]['path'] == '/v1/completions'
