@@ -2,7 +2,8 @@
 
 Tiers (markers): unit (pure, fast), model (tiny random models), ros (real rclpy, nodes as
 subprocesses on loopback), launch (only where launch_ros imports), slow and gpu (never by
-default; run with ``-m slow`` or ``-m gpu``).
+default; run with ``-m slow`` or ``-m gpu``), remote (a real vLLM server: skipped unless
+``FVS_VLLM_PYTHON`` names the python of scripts/setup_vllm_venv.sh's venv).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def tiny_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp('tiny_models')
 
 
-TIERS = frozenset({'unit', 'model', 'ros', 'launch', 'slow', 'gpu'})
+TIERS = frozenset({'unit', 'model', 'ros', 'launch', 'slow', 'gpu', 'remote'})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

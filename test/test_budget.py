@@ -158,3 +158,27 @@ def test_docs_table_is_current(doc: str) -> None:
     assert table in text, (
         f'{doc}: regenerate with: python -m flash_vstream_ros.config.profiles --table'
     )
+
+
+def test_remote_answering_leaves_only_the_embedding_table_on_the_robot() -> None:
+    """decoder=remote (no fallback): no LM layers, KV cache or prefill on the robot's GPU, so
+    Flash-VStream-7b's memory and vision fit an Orin NX's 8 GiB budget."""
+    cfg = with_overrides(
+        profile('agx_orin'),
+        {'model.decoder': 'remote', 'model.remote.url': 'http://10.0.0.5:8000'},
+    )
+    local, remote = estimate(profile('agx_orin'), device='cuda'), estimate(cfg, device='cuda')
+    embedding = VICUNA_7B.vocab * VICUNA_7B.hidden * 2
+    assert local.weights - remote.weights == budget.released_lm_bytes(VICUNA_7B, 2)
+    assert remote.weights > embedding
+    assert remote.weights < 1.2 * 2**30  # CLIP ViT-L + projector + embeddings, fp16
+    assert remote.kv_cache == 0
+    assert remote.activations < local.activations
+    small = with_overrides(cfg, {'gpu.max_gpu_memory_mb': 8192})
+    check(small, estimate(small, device='cuda'), device_total_bytes=15_300 * MIB)
+    torch_small = with_overrides(profile('agx_orin'), {'gpu.max_gpu_memory_mb': 8192})
+    torch_estimate = estimate(torch_small, device='cuda')
+    with pytest.raises(GpuBudgetError):
+        check(torch_small, torch_estimate, device_total_bytes=15_300 * MIB)
+    fallback = with_overrides(cfg, {'model.remote.fallback': True})
+    assert estimate(fallback, device='cuda').weights == local.weights

@@ -26,6 +26,7 @@ from flash_vstream_ros.config.model_settings import (
     MIN_TEMPERATURE,
     GenerationConfig,
     ModelConfig,
+    RemoteConfig,
     check_temperature,
 )
 from flash_vstream_ros.config.settings import (
@@ -54,6 +55,7 @@ __all__ = [
     'ModelConfig',
     'ParamSpec',
     'PersistenceConfig',
+    'RemoteConfig',
     'RosConfig',
     'StarConfig',
     'SynopsisConfig',

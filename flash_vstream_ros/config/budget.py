@@ -26,7 +26,12 @@ import logging
 from typing import Any
 
 from flash_vstream_ros.config.model_configs import encoder_shape, find_spec, lm_shape
-from flash_vstream_ros.config.model_specs import EncoderShape, LanguageModelShape, ModelSpec
+from flash_vstream_ros.config.model_specs import (
+    EncoderShape,
+    LanguageModelShape,
+    ModelSpec,
+    lm_parameters,
+)
 from flash_vstream_ros.config.settings import AppConfig, MemoryConfig
 from flash_vstream_ros.errors import ConfigError, GpuBudgetError
 
@@ -216,6 +221,17 @@ def prefill_activation_bytes(lm: LanguageModelShape, tokens: int, dtype_bytes: i
     return tokens * per_token * dtype_bytes + 2 * lm.vocab * 4
 
 
+def remote_only(cfg: AppConfig) -> bool:
+    """model.decoder=remote without a fallback: the robot keeps only the LM's embedding table
+    (models/remote.py releases the rest after loading)."""
+    return cfg.model.decoder == 'remote' and not cfg.model.remote.fallback
+
+
+def released_lm_bytes(lm: LanguageModelShape, dtype_bytes: int) -> int:
+    """The language model's weights but its input embedding table (what remote releases)."""
+    return (lm_parameters(lm) - lm.vocab * lm.hidden) * dtype_bytes
+
+
 def estimate(
     cfg: AppConfig, model_info: ModelInfo | None = None, device: str | None = None
 ) -> BudgetEstimate:
@@ -234,10 +250,14 @@ def estimate(
     visual = cfg.engine.max_visual_tokens or readout  # the engine's per-question token budget
     prompt = PROMPT_TEMPLATE_TOKENS + cfg.generation.max_question_chars // CHARS_PER_TOKEN
     context = visual + prompt + cfg.generation.max_new_tokens
-    kv = kv_cache_bytes(info.lm, context, nbytes)
-    acts = encoder_activation_bytes(
-        info.encoder, cfg.engine.max_encode_batch, nbytes
-    ) + prefill_activation_bytes(info.lm, visual + prompt, nbytes)
+    remote = remote_only(cfg)  # a server runs the language model: no KV cache, no prefill here
+    kv = 0 if remote else kv_cache_bytes(info.lm, context, nbytes)
+    acts = encoder_activation_bytes(info.encoder, cfg.engine.max_encode_batch, nbytes) + (
+        0 if remote else prefill_activation_bytes(info.lm, visual + prompt, nbytes)
+    )
+    weights = info.parameter_bytes  # a loaded model's: already without what it released
+    if remote and not info.measured:
+        weights -= released_lm_bytes(info.lm, nbytes)
     state = memory_state_bytes(cfg.memory, info.feature_dim, nbytes, memories)
     context_mib = cfg.gpu.overhead_mb if dev == 'cuda' else 0
     overhead = context_mib * MIB + int(FRAGMENTATION * (state + kv + acts))
@@ -245,7 +265,7 @@ def estimate(
         model=info.name,
         device=dev,
         dtype=dtype,
-        weights=info.parameter_bytes,
+        weights=weights,
         memory_state=state,
         kv_cache=kv,
         activations=acts,

@@ -3,9 +3,72 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from flash_vstream_ros.config.fields import ConfigNode, param
+from flash_vstream_ros.config.fields import ConfigNode, param, section
 from flash_vstream_ros.errors import ConfigError
+
+DECODERS = ('torch', 'remote')
+WIRE_DTYPES = ('auto', 'float32', 'float16', 'bfloat16')
+
+
+@dataclass(frozen=True)
+class RemoteConfig(ConfigNode):
+    """model.decoder=remote: an OpenAI-compatible server (vLLM) runs the language model.
+
+    The API key is never a parameter (``ros2 param dump`` would show it): it is read from the
+    environment variable named by ``api_key_env`` or from the file ``api_key_file``.
+    """
+
+    url: str = param(
+        '',
+        'decoder=remote: base URL of an OpenAI-compatible server started with '
+        '--enable-prompt-embeds, e.g. http://10.0.0.5:8000 (a trailing /v1 is optional)',
+    )
+    model: str = param('', 'Served model name ("" = the one model the server lists)')
+    timeout_s: float = param(
+        30.0, 'Longest wait for the next bytes of an answer, in seconds', low=0.1, high=3600.0
+    )
+    connect_timeout_s: float = param(
+        5.0, 'Longest wait to connect to the server, in seconds', low=0.1, high=600.0
+    )
+    api_key_env: str = param(
+        '', 'Environment variable holding the API key ("" = none; the key is never a parameter)'
+    )
+    api_key_file: str = param('', 'File whose first line is the API key ("" = none)')
+    ca_file: str = param(
+        '', 'https: CA bundle (PEM) that verifies the server ("" = the system store)'
+    )
+    dtype: str = param(
+        'auto',
+        "Prompt embeddings' dtype on the wire: auto (the model's), float32, float16, bfloat16",
+        choices=WIRE_DTYPES,
+    )
+    fallback: bool = param(
+        False,
+        'Answer with the local language model when the server fails before the first token '
+        '(keeps the local weights loaded)',
+    )
+
+    def validate(self) -> None:
+        if not self.url:
+            return
+        parts = urlsplit(self.url)
+        if parts.scheme not in ('http', 'https') or not parts.hostname:
+            raise ConfigError(
+                f'RemoteConfig.url must be http://HOST[:PORT] or https://..., got {self.url!r}'
+            )
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(
+                'RemoteConfig.url must not hold credentials (they would show in the '
+                'parameters): put the API key in api_key_file or the api_key_env variable'
+            )
+        if parts.query or parts.fragment:
+            raise ConfigError(f'RemoteConfig.url must not have a query, got {self.url!r}')
+        try:
+            parts.port  # noqa: B018 (raises ValueError on a bad port)
+        except ValueError as exc:
+            raise ConfigError(f'RemoteConfig.url {self.url!r}: {exc}') from exc
 
 
 @dataclass(frozen=True)
@@ -46,9 +109,25 @@ class ModelConfig(ConfigNode):
     compile: bool = param(False, 'torch.compile the vision encoder (CUDA only)')
     decoder: str = param(
         'torch',
-        "What runs the language model: torch (the checkpoint's own, through transformers)",
-        choices=('torch',),
+        "What runs the language model: torch (the checkpoint's own, through transformers), "
+        'remote (an OpenAI-compatible server such as vLLM, fed prompt embeddings; model.remote)',
+        choices=DECODERS,
     )
+    remote: RemoteConfig = section(RemoteConfig, 'decoder=remote: the answering server')
+
+    def validate(self) -> None:
+        if self.decoder != 'remote':
+            return
+        if not self.remote.url:
+            raise ConfigError('ModelConfig.decoder is remote but model.remote.url is empty')
+        qwen = self.family == 'qwen2_vl' or (
+            self.family == 'tiny' and self.tiny_family in ('flash_vstream_qwen', 'qwen2_5_vl')
+        )
+        if qwen:
+            raise ConfigError(
+                'ModelConfig.decoder remote does not serve the qwen2_vl family: its M-RoPE '
+                'positions cannot be sent as prompt embeddings (use decoder torch)'
+            )
 
 
 @dataclass(frozen=True)

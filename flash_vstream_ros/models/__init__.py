@@ -3,8 +3,9 @@
 Families: ``flash_vstream`` (a v1 checkpoint folder), ``llava`` (a transformers LLaVA-style
 model folder), ``qwen2_vl`` (Flash-VStream-Qwen, Qwen2-VL and Qwen2.5-VL folders) and ``tiny``
 (a tiny random model of ``tiny_family``, built once in ``cache_dir`` and loaded through the
-real loader of that family). torch is imported here;
-transformers only when a model is loaded.
+real loader of that family). ``model.decoder`` picks what runs the language model: the
+family's own (torch) or an OpenAI-compatible server (remote, models/remote.py). torch is
+imported here; transformers only when a model is loaded.
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ def load_model(cfg: ModelConfig) -> VisionLanguageModel:
         from flash_vstream_ros.models.llava import load_llava
 
         model = load_llava(folder, device, dtype)
+    if cfg.decoder == 'remote':
+        from flash_vstream_ros.models.remote import attach_remote
+
+        attach_remote(model, cfg.remote)
     if cfg.compile:
         if device.type == 'cuda':
             model.compile_encoder()

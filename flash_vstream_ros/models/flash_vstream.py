@@ -109,7 +109,9 @@ class FlashVStreamModel:
         self.modules.vision = torch.compile(self.modules.vision, dynamic=False)
 
     def parameter_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.modules.parameters())
+        return sum(
+            p.numel() * p.element_size() for p in self.modules.parameters() if not p.is_meta
+        )
 
     def close(self) -> None:
         self.decoder.close()

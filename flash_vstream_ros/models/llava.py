@@ -159,7 +159,7 @@ class LlavaModel:
         self.vision = torch.compile(self.vision, dynamic=False)
 
     def parameter_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+        return sum(p.numel() * p.element_size() for p in self.model.parameters() if not p.is_meta)
 
     def close(self) -> None:
         self.decoder.close()

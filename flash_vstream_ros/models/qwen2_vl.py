@@ -200,7 +200,7 @@ class QwenVLModel:
         self.visual = torch.compile(self.visual, dynamic=False)
 
     def parameter_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+        return sum(p.numel() * p.element_size() for p in self.model.parameters() if not p.is_meta)
 
     def close(self) -> None:
         self.decoder.close()

@@ -179,14 +179,21 @@ def tiny_vision_config() -> Any:
     )
 
 
-def tiny_v1_config(vocab_size: int, vision_tower: str = '') -> dict[str, Any]:
-    """config.json of the tiny v1 checkpoint: the real key set, tiny sizes."""
+def tiny_v1_config(
+    vocab_size: int, vision_tower: str = '', lm_overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """config.json of the tiny v1 checkpoint: the real key set, tiny sizes.
+
+    ``lm_overrides``: Llama keys to change, e.g. ``{'num_attention_heads': 2,
+    'num_key_value_heads': 2}`` for head_dim 32 (vLLM's CPU attention takes 32, 64, 80, ...).
+    """
     cfg: dict[str, Any] = {
         'architectures': ['VStreamLlamaForCausalLM'],
         'model_type': MODEL_TYPE,
         'torch_dtype': 'float32',
     }
     cfg.update(tiny_llama_kwargs(vocab_size))
+    cfg.update(lm_overrides or {})
     cfg.update(MM_DEFAULTS)
     cfg.update(
         {
@@ -242,6 +249,7 @@ def write_tiny_v1(
     safetensors: bool = False,
     vision_tower: str = '',
     seed: int = SEED,
+    lm_overrides: dict[str, Any] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Write a tiny v1 checkpoint into ``folder``; returns the state dict written.
 
@@ -251,7 +259,7 @@ def write_tiny_v1(
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
     tokenizer.save_pretrained(str(folder))
-    config = tiny_v1_config(len(tokenizer), vision_tower)
+    config = tiny_v1_config(len(tokenizer), vision_tower, lm_overrides)
     state, vision = tiny_v1_state(config, seed)
     if not embed_vision:
         state = {k: v for k, v in state.items() if not k.startswith(VISION_PREFIX)}
