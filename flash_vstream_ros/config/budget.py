@@ -15,6 +15,14 @@ The estimate adds five parts (bytes):
   for allocator fragmentation.
 
 Encoding and answering run in different threads, so their activations are added, not maxed.
+
+With ``model.decoder: gguf`` the language model is llama.cpp's: its weights are the GGUF
+(the file's size when it exists, else the LM's parameters x bits per weight of
+``model.gguf.quant``: :data:`GGUF_BITS`) beside the torch parts (vision tower, projector,
+memory q/k) in ``model.dtype``; its KV cache is allocated for the whole ``model.gguf.n_ctx``
+(f16, or f32 with ``kv_f32``); its compute buffer is one ubatch (512 rows) through one layer in
+f32 plus the attention scores of that ubatch over n_ctx. On a Jetson CPU and GPU share the
+memory, so layers left on the CPU (``n_gpu_layers``) count all the same.
 The node calls :func:`enforce_budget` at configure; ``python -m flash_vstream_ros.config.profiles
 --table`` prints the README's table of the profiles in ``config/profiles/``.
 """
@@ -26,7 +34,12 @@ import logging
 from typing import Any
 
 from flash_vstream_ros.config.model_configs import encoder_shape, find_spec, lm_shape
-from flash_vstream_ros.config.model_specs import EncoderShape, LanguageModelShape, ModelSpec
+from flash_vstream_ros.config.model_specs import (
+    EncoderShape,
+    LanguageModelShape,
+    ModelSpec,
+    lm_parameters,
+)
 from flash_vstream_ros.config.settings import AppConfig, MemoryConfig
 from flash_vstream_ros.errors import ConfigError, GpuBudgetError
 
@@ -38,6 +51,9 @@ PROMPT_TEMPLATE_TOKENS = 64  # system prompt, template and time/camera context
 CHARS_PER_TOKEN = 4  # question text, rough for English with a BPE vocabulary
 MAX_FRAME_PIXELS = 1920 * 1080  # the largest frame the activation estimate plans for
 FRAGMENTATION = 0.10  # allocator slack on the dynamic parts
+# Bits per weight of a GGUF language model (llama.cpp's mixes: Q4_K_M keeps some tensors Q6_K)
+GGUF_BITS = {'f32': 32.0, 'f16': 16.0, 'q8_0': 8.5, 'q4_k_m': 4.85}
+GGUF_UBATCH = 512  # rows llama.cpp computes at once (n_ubatch)
 
 
 @dataclass(frozen=True)
@@ -63,9 +79,28 @@ class ModelInfo:
         )
 
     @classmethod
+    def for_config(cls, cfg: AppConfig, dtype_bytes: int) -> ModelInfo:
+        """From the known spec of ``cfg.model`` (and its GGUF with decoder=gguf)."""
+        spec = find_spec(cfg.model.family, cfg.model.path)
+        if cfg.model.decoder != 'gguf':
+            return cls.from_spec(spec, dtype_bytes)
+        torch_bytes = (spec.parameters - lm_parameters(spec.lm)) * dtype_bytes
+        g = cfg.model.gguf
+        return cls(
+            f'{spec.name} (GGUF {g.quant})',
+            torch_bytes + gguf_bytes(spec.lm, g.quant, g.path),
+            spec.encoder.feature_dim,
+            spec.lm,
+            spec.encoder,
+            measured=False,
+        )
+
+    @classmethod
     def from_model(cls, model: Any, cfg: AppConfig) -> ModelInfo:
         """A loaded VisionLanguageModel: measured weights; shapes from its transformers
         configs when it exposes them (the v1 and LLaVA backends do), else the known specs."""
+        if cfg.model.decoder == 'gguf':
+            return cls._from_gguf_model(model, cfg)
         configs = _hf_configs(model)
         if configs is not None:
             feature_dim = int(model.feature_dim)
@@ -77,6 +112,40 @@ class ModelInfo:
         return cls(
             name, int(model.parameter_bytes()), int(model.feature_dim), lm, encoder, measured=True
         )
+
+    @classmethod
+    def _from_gguf_model(cls, model: Any, cfg: AppConfig) -> ModelInfo:
+        """Torch parts measured, the GGUF file's size, shapes from the sidecar's config."""
+        from pathlib import Path
+
+        spec = getattr(model, 'spec', None)
+        if spec is not None and getattr(model.modules, 'vision', None) is not None:
+            from transformers import LlamaConfig
+
+            lm = lm_shape(LlamaConfig(**spec.llama_kwargs()))
+            encoder = encoder_shape(model.modules.vision.config, int(model.feature_dim))
+        else:
+            known = find_spec(cfg.model.family, cfg.model.path)
+            lm, encoder = known.lm, known.encoder
+        size = Path(cfg.model.gguf.path).expanduser().stat().st_size
+        return cls(
+            str(getattr(model, 'name', '') or cfg.model.gguf.path),
+            int(model.parameter_bytes()) + size,
+            int(model.feature_dim),
+            lm,
+            encoder,
+            measured=True,
+        )
+
+
+def gguf_bytes(lm: LanguageModelShape, quant: str, path: str = '') -> int:
+    """Bytes of the language model as GGUF: the file's size when it exists, else estimated."""
+    from pathlib import Path
+
+    file = Path(path).expanduser() if path else None
+    if file is not None and file.is_file():
+        return file.stat().st_size
+    return int(lm_parameters(lm) * GGUF_BITS[quant] / 8)
 
 
 def _hf_configs(model: Any) -> tuple[Any, Any] | None:
@@ -216,6 +285,13 @@ def prefill_activation_bytes(lm: LanguageModelShape, tokens: int, dtype_bytes: i
     return tokens * per_token * dtype_bytes + 2 * lm.vocab * 4
 
 
+def gguf_compute_bytes(lm: LanguageModelShape, n_ctx: int) -> int:
+    """llama.cpp's compute buffer: one ubatch through one layer in f32, its attention scores
+    over the whole context (no flash attention: the upper bound), last-row logits."""
+    ubatch = min(n_ctx, GGUF_UBATCH)
+    return prefill_activation_bytes(lm, ubatch, 4) + ubatch * n_ctx * lm.heads * 4
+
+
 def estimate(
     cfg: AppConfig, model_info: ModelInfo | None = None, device: str | None = None
 ) -> BudgetEstimate:
@@ -227,17 +303,24 @@ def estimate(
     dev = device or resolve_device(cfg.model.device)
     dtype = dtype_name(cfg.model.dtype, dev)
     nbytes = DTYPE_BYTES[dtype]
-    info = model_info or ModelInfo.from_spec(find_spec(cfg.model.family, cfg.model.path), nbytes)
+    info = model_info or ModelInfo.for_config(cfg, nbytes)
     cameras = camera_count(cfg)
     memories = cameras if cfg.memory.per_camera else 1
     readout, _ = memory_tokens(cfg.memory)
     visual = cfg.engine.max_visual_tokens or readout  # the engine's per-question token budget
     prompt = PROMPT_TEMPLATE_TOKENS + cfg.generation.max_question_chars // CHARS_PER_TOKEN
     context = visual + prompt + cfg.generation.max_new_tokens
-    kv = kv_cache_bytes(info.lm, context, nbytes)
-    acts = encoder_activation_bytes(
-        info.encoder, cfg.engine.max_encode_batch, nbytes
-    ) + prefill_activation_bytes(info.lm, visual + prompt, nbytes)
+    encoder_acts = encoder_activation_bytes(info.encoder, cfg.engine.max_encode_batch, nbytes)
+    max_context = info.lm.max_context
+    if cfg.model.decoder == 'gguf':
+        g = cfg.model.gguf
+        kv = kv_cache_bytes(info.lm, g.n_ctx, 4 if g.kv_f32 else 2)
+        acts = encoder_acts + gguf_compute_bytes(info.lm, g.n_ctx)
+        max_context = min(max_context, g.n_ctx)
+        dtype = f'{dtype} + GGUF {g.quant}'
+    else:
+        kv = kv_cache_bytes(info.lm, context, nbytes)
+        acts = encoder_acts + prefill_activation_bytes(info.lm, visual + prompt, nbytes)
     state = memory_state_bytes(cfg.memory, info.feature_dim, nbytes, memories)
     context_mib = cfg.gpu.overhead_mb if dev == 'cuda' else 0
     overhead = context_mib * MIB + int(FRAGMENTATION * (state + kv + acts))
@@ -252,7 +335,7 @@ def estimate(
         overhead=overhead,
         visual_tokens=visual,
         context_tokens=context,
-        max_context=info.lm.max_context,
+        max_context=max_context,
     )
 
 
@@ -277,6 +360,7 @@ def check(cfg: AppConfig, est: BudgetEstimate, device_total_bytes: int | None = 
             f'{est.model} reads at most {est.max_context} tokens, but the memory gives '
             f'{est.visual_tokens} visual tokens (+ prompt and generation.max_new_tokens = '
             f'{est.context_tokens}): use a smaller memory budget or fewer cameras per memory'
+            + (' or a larger model.gguf.n_ctx' if cfg.model.decoder == 'gguf' else '')
         )
     limit = budget_limit(cfg, device_total_bytes)
     if est.device != 'cuda' or limit is None or est.total <= limit:
@@ -328,7 +412,7 @@ def enforce_budget(cfg: AppConfig, model: Any | None = None) -> BudgetEstimate |
         info = ModelInfo.from_model(model, cfg)
     else:
         try:
-            info = ModelInfo.from_spec(find_spec(cfg.model.family, cfg.model.path), dtype_bytes)
+            info = ModelInfo.for_config(cfg, dtype_bytes)
         except ConfigError as exc:
             LOG.info('GPU budget checked after loading: %s', exc)
             return None

@@ -4,8 +4,48 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flash_vstream_ros.config.fields import ConfigNode, param
+from flash_vstream_ros.config.fields import ConfigNode, param, section
 from flash_vstream_ros.errors import ConfigError
+
+
+GGUF_QUANTS = ('f32', 'f16', 'q8_0', 'q4_k_m')
+
+
+@dataclass(frozen=True)
+class GgufConfig(ConfigNode):
+    """model.decoder=gguf: the language model as a GGUF file answered by llama.cpp."""
+
+    path: str = param('', 'GGUF file of the language model (flash-vstream export-gguf writes it)')
+    sidecar: str = param(
+        '',
+        'Torch sidecar of the GGUF (vision tower, projector, memory q/k, tokenizer); '
+        '"" = beside the GGUF: NAME.sidecar.pt',
+    )
+    quant: str = param(
+        'q4_k_m',
+        "The GGUF's quantisation, for the GPU estimate before the file is read (its size is "
+        'used once it exists)',
+        choices=GGUF_QUANTS,
+    )
+    n_gpu_layers: int = param(
+        -1,
+        'Layers offloaded to the GPU (-1: all; 0: CPU only); needs llama.cpp built with CUDA',
+        low=-1,
+        high=1000,
+    )
+    n_ctx: int = param(
+        2048,
+        'llama.cpp context in tokens (visual tokens + prompt + answer); its KV cache is '
+        'allocated for all of it',
+        low=64,
+        high=131072,
+    )
+    n_threads: int = param(
+        0, 'CPU threads of llama.cpp (0: the CPU count, at most 8)', low=0, high=256
+    )
+    kv_f32: bool = param(
+        False, 'f32 KV cache and no flash attention (exact, twice the KV memory; tests)'
+    )
 
 
 @dataclass(frozen=True)
@@ -46,9 +86,11 @@ class ModelConfig(ConfigNode):
     compile: bool = param(False, 'torch.compile the vision encoder (CUDA only)')
     decoder: str = param(
         'torch',
-        "What runs the language model: torch (the checkpoint's own, through transformers)",
-        choices=('torch',),
+        "What runs the language model: torch (the checkpoint's own, through transformers), "
+        'gguf (llama.cpp on model.gguf.path; flash_vstream and llava families)',
+        choices=('torch', 'gguf'),
     )
+    gguf: GgufConfig = section(GgufConfig, 'llama.cpp language model (decoder=gguf)')
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Model backends behind one protocol; :func:`load_model` picks one from the config.
 
-Families: ``flash_vstream`` (a v1 checkpoint folder), ``llava`` (a transformers LLaVA-style
+``model.decoder: gguf`` loads the family's torch parts from a GGUF sidecar and answers with
+llama.cpp (:mod:`.gguf_family`). Families: ``flash_vstream`` (a v1 checkpoint folder), ``llava`` (a transformers LLaVA-style
 model folder), ``qwen2_vl`` (Flash-VStream-Qwen, Qwen2-VL and Qwen2.5-VL folders) and ``tiny``
 (a tiny random model of ``tiny_family``, built once in ``cache_dir`` and loaded through the
 real loader of that family). torch is imported here;
@@ -85,8 +86,15 @@ def load_model(cfg: ModelConfig) -> VisionLanguageModel:
     require_transformers_torch()
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
-    family, folder = _family_and_folder(cfg)
     model: FlashVStreamModel | LlavaModel | QwenVLModel
+    if cfg.decoder == 'gguf':  # the language model is a GGUF file, the rest in its sidecar
+        from flash_vstream_ros.models.gguf_family import load_gguf_family
+
+        model = load_gguf_family(cfg, device, dtype)
+        if cfg.compile and device.type == 'cuda':
+            model.compile_encoder()
+        return model
+    family, folder = _family_and_folder(cfg)
     if family == 'flash_vstream':
         from flash_vstream_ros.models.flash_vstream import load_flash_vstream
 
