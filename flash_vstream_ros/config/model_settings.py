@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from flash_vstream_ros.config.fields import ConfigNode, param, section
 from flash_vstream_ros.errors import ConfigError
 
-
 GGUF_QUANTS = ('f32', 'f16', 'q8_0', 'q4_k_m')
 
 

@@ -1,11 +1,11 @@
 """Model backends behind one protocol; :func:`load_model` picks one from the config.
 
 ``model.decoder: gguf`` loads the family's torch parts from a GGUF sidecar and answers with
-llama.cpp (:mod:`.gguf_family`). Families: ``flash_vstream`` (a v1 checkpoint folder), ``llava`` (a transformers LLaVA-style
-model folder), ``qwen2_vl`` (Flash-VStream-Qwen, Qwen2-VL and Qwen2.5-VL folders) and ``tiny``
-(a tiny random model of ``tiny_family``, built once in ``cache_dir`` and loaded through the
-real loader of that family). torch is imported here;
-transformers only when a model is loaded.
+llama.cpp (:mod:`.gguf_family`). Families: ``flash_vstream`` (a v1 checkpoint folder),
+``llava`` (a transformers LLaVA-style model folder), ``qwen2_vl`` (Flash-VStream-Qwen,
+Qwen2-VL and Qwen2.5-VL folders) and ``tiny`` (a tiny random model of ``tiny_family``, built
+once in ``cache_dir`` and loaded through the real loader of that family). torch is imported
+here; transformers only when a model is loaded.
 """
 
 from __future__ import annotations

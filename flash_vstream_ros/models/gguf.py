@@ -296,6 +296,7 @@ class GgufDecoder:
         lib.llama_set_abort_callback(self._ctx, self._abort, ctypes.c_void_p(0))
         self._lock = threading.Lock()
         self.reused_rows = 0  # rows of the last prompt served from the KV cache
+        self.last_ids: list[int] = []  # the last answer's ids, with its stop token if any
         log.info(
             'loaded %s (%d layers on the GPU: %s, n_ctx %d, %d threads, KV %s) in %.1f s',
             self.path.name,
@@ -350,6 +351,20 @@ class GgufDecoder:
             return np.zeros((0, self.n_embd), np.float32)
         return np.ascontiguousarray(np.concatenate(rows), dtype=np.float32)
 
+    def prompt_logits(self, prompt: Sequence[PromptPart]) -> torch.Tensor:
+        """The next-token logits (V,) after the prompt (benchmarks and tests)."""
+        rows = self.embed(prompt)
+        with self._lock:
+            if not self._prefill(rows):
+                raise ModelError('prefill aborted')
+            return self._logits()
+
+    def reset(self) -> None:
+        """Forget the KV cache (the next prompt is decoded from its first row)."""
+        with self._lock:
+            self._lib.llama_memory_clear(self._lib.llama_get_memory(self._ctx), True)
+            self._cached = self._cached[:0]
+
     def close(self) -> None:
         lib = self._lib
         with self._lock:
@@ -372,7 +387,7 @@ class GgufDecoder:
         if not self._ctx:
             raise ModelError('the gguf decoder is closed')
         stream, reason = TextStream(self.tokenizer, on_token), 'length'
-        self._stop = should_stop
+        self._stop, self.last_ids = should_stop, []
         try:
             if should_stop is not None and should_stop():
                 return Generation(text='', tokens=0, stop_reason='cancelled')
@@ -381,6 +396,7 @@ class GgufDecoder:
             limit = min(request.max_new_tokens, self.n_ctx - len(rows))
             for i in range(limit):
                 token = pick_token(self._logits(), request)
+                self.last_ids.append(token)
                 if token in self.eos_ids:
                     reason = 'eos'
                     break

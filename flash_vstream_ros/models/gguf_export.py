@@ -152,7 +152,8 @@ _RUNNER = r"""
 import importlib.util, logging, sys
 vendor, forced = sys.argv[1], sys.argv[2]
 sys.path.insert(0, vendor)
-spec = importlib.util.spec_from_file_location('convert_hf_to_gguf', vendor + '/convert_hf_to_gguf.py')
+script = vendor + '/convert_hf_to_gguf.py'
+spec = importlib.util.spec_from_file_location('convert_hf_to_gguf', script)
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 from conversion.base import TextModel
