@@ -87,7 +87,7 @@ class ModelInfo:
         torch_bytes = (spec.parameters - lm_parameters(spec.lm)) * dtype_bytes
         g = cfg.model.gguf
         return cls(
-            f'{spec.name} (GGUF {g.quant})',
+            spec.name,
             torch_bytes + gguf_bytes(spec.lm, g.quant, g.path),
             spec.encoder.feature_dim,
             spec.lm,
