@@ -12,7 +12,7 @@ import torch
 
 from flash_vstream_ros.models.decoder import PromptPart
 
-SMOLLM_SYSTEM = 'You are a helpful AI assistant named SmolLM, trained by Hugging Face'
+SMOLLM_SYSTEM = 'You are a helpful assistant.'  # the card's default one makes it ramble in French
 LLAMA_CPP_ENV = 'FLASH_VSTREAM_LLAMA_CPP'
 
 

@@ -77,7 +77,7 @@ def test_tensor_table_is_read_without_the_vocabulary() -> None:
     dims, kind, _ = table.tensors['token_embd.weight']
     assert dims == (576, 49152)
     assert table.meta['general.architecture'] == 'llama'
-    assert kind == 3  # Q4_1
+    assert kind == 8  # Q8_0: the Q4_1 file keeps its token table at 8 bits
 
 
 @needs_smollm
@@ -92,11 +92,11 @@ def test_own_embedding_rows_equal_token_ids(smollm: GgufDecoder) -> None:
     """Rows read from token_embd are what llama.cpp looks up for the ids: same logits."""
     before, after = chatml('Name a colour.')
     ids = smollm.vocab.encode(before + after, False)
+    via_ids = smollm.token_logits(ids)  # llama.cpp's own lookup (a token batch)
     smollm.reset()
     via_rows = smollm.prompt_logits([torch.from_numpy(smollm.table.rows(ids))])
-    smollm.reset()
-    via_ids = smollm.prompt_logits([ids])  # ids are embedded through the same table
     assert float((via_rows - via_ids).abs().max()) == 0.0
+    smollm.reset()
 
 
 @needs_smollm
@@ -162,23 +162,30 @@ def test_cancel_before_a_token_and_inside_a_long_prefill(smollm: GgufDecoder) ->
 
 
 @needs_smollm
-def test_kv_prefix_reuse_gives_the_same_tokens(smollm: GgufDecoder) -> None:
-    torch.manual_seed(1)
-    rows = torch.randn(64, 576) * 0.02
-    first = _chat(smollm, 'What is the capital of France?', rows)
-    smollm.reset()
-    fresh = smollm.generate(first, GREEDY)
-    fresh_ids = list(smollm.last_ids)
-    again = smollm.generate(first, GREEDY)
-    assert smollm.reused_rows == sum(len(p) for p in first) - 1
-    assert (again.text, smollm.last_ids) == (fresh.text, fresh_ids)
-    other = _chat(smollm, 'What is the capital of Italy?', rows)
-    reused = smollm.generate(other, GREEDY)
-    assert smollm.reused_rows >= len(first[0]) + len(rows)  # system prompt and memory rows
-    reused_ids = list(smollm.last_ids)
-    smollm.reset()
-    assert smollm.generate(other, GREEDY).text == reused.text
-    assert smollm.last_ids == reused_ids
+def test_kv_prefix_reuse_gives_the_same_tokens() -> None:
+    """With an f32 KV cache (flash attention off) reusing the cached prefix is exact; with the
+    default f16 cache the reused rows differ from a fresh batch by f16 rounding (logits within
+    about 0.5 here: benchmarks/bench_gguf.py reports it)."""
+    assert SMOLLM is not None
+    decoder = GgufDecoder(SMOLLM, n_ctx=1024, n_threads=2, kv_f32=True)
+    try:
+        torch.manual_seed(1)
+        rows = torch.randn(64, 576) * 0.02
+        first = _chat(decoder, 'What is the capital of France?', rows)
+        fresh = decoder.generate(first, GREEDY)
+        fresh_ids = list(decoder.last_ids)
+        again = decoder.generate(first, GREEDY)
+        assert decoder.reused_rows == sum(len(p) for p in first) - 1
+        assert (again.text, decoder.last_ids) == (fresh.text, fresh_ids)
+        other = _chat(decoder, 'What is the capital of Italy?', rows)
+        reused = decoder.generate(other, GREEDY)
+        assert decoder.reused_rows >= len(first[0]) + len(rows)  # system prompt + memory rows
+        reused_ids = list(decoder.last_ids)
+        decoder.reset()
+        assert decoder.generate(other, GREEDY).text == reused.text
+        assert decoder.last_ids == reused_ids
+    finally:
+        decoder.close()
 
 
 @needs_smollm

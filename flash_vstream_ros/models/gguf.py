@@ -50,7 +50,7 @@ INSTALL_HINT = (
 )
 _STATE: dict[str, Any] = {}  # the loaded llama_cpp module and its log callback (kept alive)
 _INIT_LOCK = threading.Lock()
-GGML_LOG_WARN, GGML_LOG_ERROR = 2, 3  # enum ggml_log_level
+GGML_LOG_WARN, GGML_LOG_ERROR = 3, 4  # enum ggml_log_level (ggml.h: 0 none, 1 debug, 2 info)
 
 
 def llama_cpp_module() -> Any:
@@ -357,6 +357,28 @@ class GgufDecoder:
         with self._lock:
             if not self._prefill(rows):
                 raise ModelError('prefill aborted')
+            return self._logits()
+
+    def token_logits(self, ids: Sequence[int]) -> torch.Tensor:
+        """The next-token logits (V,) after ``ids`` fed as token ids (llama.cpp's own lookup,
+        not our rows; from an empty cache): what the embedding path is checked against."""
+        lib = self._lib
+        with self._lock:
+            lib.llama_memory_clear(lib.llama_get_memory(self._ctx), True)
+            self._cached = self._cached[:0]
+            batch = lib.llama_batch_init(len(ids), 0, 1)
+            try:
+                for i, token in enumerate(ids):
+                    batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, i, 1
+                    batch.seq_id[i][0] = 0
+                    batch.logits[i] = int(i == len(ids) - 1)
+                batch.n_tokens = len(ids)
+                rc = int(lib.llama_decode(self._ctx, batch))
+            finally:
+                lib.llama_batch_free(batch)
+            lib.llama_memory_clear(lib.llama_get_memory(self._ctx), True)  # not our rows
+            if rc != 0:
+                raise ModelError(f'llama_decode failed ({rc})')
             return self._logits()
 
     def reset(self) -> None:
