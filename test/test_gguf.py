@@ -309,7 +309,7 @@ def test_quantised_ggufs_load_and_answer(
 def test_flash_vstream_through_export_gguf_answers_as_torch(tmp_path: Path) -> None:
     from flash_vstream_ros.cli import main as cli
     from flash_vstream_ros.models import load_model
-    from flash_vstream_ros.models.flash_vstream import load_flash_vstream
+    from flash_vstream_ros.models.flash_vstream import FlashVStreamModel, load_flash_vstream
     from flash_vstream_ros.models.tiny import write_tiny_v1
 
     ckpt = tmp_path / 'v1'
@@ -331,6 +331,7 @@ def test_flash_vstream_through_export_gguf_answers_as_torch(tmp_path: Path) -> N
     model = load_model(cfg)
     reference = load_flash_vstream(ckpt, torch.device('cpu'), torch.float32)
     try:
+        assert isinstance(model, FlashVStreamModel)
         assert model.decoder.name == 'gguf:tiny-f32.gguf'
         assert model.parameter_bytes() < reference.parameter_bytes()  # no LM in torch
         rng = np.random.default_rng(0)

@@ -66,7 +66,7 @@ def llama_cpp_module() -> Any:
                 f'model.decoder=gguf needs llama_cpp ({exc}): {INSTALL_HINT}'
             ) from exc
 
-        @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+        @llama_cpp.llama_log_callback
         def _log(level: int, text: bytes, _user: Any) -> None:
             message = text.decode('utf-8', 'replace').rstrip()
             if message:
