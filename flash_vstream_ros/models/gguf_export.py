@@ -138,7 +138,8 @@ def fetch_llama_cpp(dest: Path, sdist: Path | None = None) -> Path:
                     members.append(m)
             if not members:
                 raise ConfigError(f'{sdist} has no vendor/llama.cpp/convert_hf_to_gguf.py')
-            tar.extractall(staging, members=members, filter='data')
+            safe = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}  # 3.10.12+
+            tar.extractall(staging, members=members, **safe)
         dest.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(dest)
