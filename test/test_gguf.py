@@ -325,7 +325,7 @@ def test_flash_vstream_through_export_gguf_answers_as_torch(tmp_path: Path) -> N
             'family': 'flash_vstream',
             'device': 'cpu',
             'decoder': 'gguf',
-            'gguf': {'path': str(gguf), 'kv_f32': True, 'n_ctx': 1024, 'n_threads': 1},
+            'gguf': {'path': str(gguf), 'kv_f32': True, 'n_ctx': 2048, 'n_threads': 1},
         },
     )
     model = load_model(cfg)
@@ -347,6 +347,13 @@ def test_flash_vstream_through_export_gguf_answers_as_torch(tmp_path: Path) -> N
             want.tokens,
             want.stop_reason,
         )
+        from flash_vstream_ros.config import AppConfig
+        from flash_vstream_ros.config.budget import enforce_budget
+
+        est = enforce_budget(AppConfig(model=cfg), model)  # measured: torch parts + GGUF file
+        assert est is not None
+        assert est.weights == model.parameter_bytes() + gguf.stat().st_size
+        assert est.kv_cache == 2 * 2 * 4 * 16 * 2048 * 4  # layers, K+V, heads, dim, n_ctx, f32
     finally:
         model.close()
         reference.close()
@@ -364,3 +371,43 @@ def test_gguf_settings_and_errors(tmp_path: Path) -> None:
         load_model(cfg)
     with pytest.raises(ConfigError):
         from_dict(ModelConfig, {'gguf': {'quant': 'q3'}})
+
+
+@needs_sources
+def test_llava_through_export_gguf_answers_as_torch(tmp_path: Path) -> None:
+    from flash_vstream_ros.models import load_model
+    from flash_vstream_ros.models.gguf_export import export_gguf
+    from flash_vstream_ros.models.llava import LlavaModel, load_llava
+    from flash_vstream_ros.models.tiny import write_tiny_llava
+
+    folder = tmp_path / 'llava'
+    write_tiny_llava(folder)
+    result = export_gguf(folder, tmp_path / 'llava-f32.gguf', 'f32', SOURCES)
+    assert result.sidecar is not None
+    cfg = from_dict(
+        ModelConfig,
+        {
+            'family': 'llava',
+            'device': 'cpu',
+            'decoder': 'gguf',
+            'gguf': {'path': str(result.gguf), 'kv_f32': True, 'n_ctx': 1024, 'n_threads': 1},
+        },
+    )
+    model = load_model(cfg)
+    reference = load_llava(folder, torch.device('cpu'), torch.float32)
+    try:
+        assert isinstance(model, LlavaModel)
+        assert model.eos_ids == reference.eos_ids
+        assert model.image == reference.image
+        rng = np.random.default_rng(1)
+        frames = [rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)]
+        maps = model.encode(frames)
+        assert torch.allclose(maps, reference.encode(frames))
+        tokens = maps.reshape(-1, maps.shape[-1])[:64]  # (N, D)
+        request = GenerationRequest(max_new_tokens=10)
+        got = model.answer(tokens, 'Where is the car?', CONTEXT, request)
+        want = reference.answer(tokens, 'Where is the car?', CONTEXT, request)
+        assert (got.text, got.tokens) == (want.text, want.tokens)
+    finally:
+        model.close()
+        reference.close()

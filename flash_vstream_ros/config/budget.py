@@ -119,11 +119,15 @@ class ModelInfo:
         from pathlib import Path
 
         spec = getattr(model, 'spec', None)
+        config = getattr(getattr(model, 'model', None), 'config', None)  # LlavaModel's parts
         if spec is not None and getattr(model.modules, 'vision', None) is not None:
             from transformers import LlamaConfig
 
             lm = lm_shape(LlamaConfig(**spec.llama_kwargs()))
             encoder = encoder_shape(model.modules.vision.config, int(model.feature_dim))
+        elif config is not None and hasattr(config, 'text_config'):
+            lm = lm_shape(config.text_config)
+            encoder = encoder_shape(config.vision_config, int(model.feature_dim))
         else:
             known = find_spec(cfg.model.family, cfg.model.path)
             lm, encoder = known.lm, known.encoder

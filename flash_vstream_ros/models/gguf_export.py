@@ -227,7 +227,7 @@ def _parts(folder: Path) -> _Parts:
                 return None
             return name
 
-        return _Parts('flash_vstream', lm, v1_rename, str(raw.get('torch_dtype', 'float32')))
+        return _Parts('flash_vstream', lm, v1_rename, _dtype(raw))
     text = raw.get('text_config')
     if isinstance(text, dict):  # LLaVA-style: its language model
         lm = dict(text)
@@ -239,13 +239,18 @@ def _parts(folder: Path) -> _Parts:
         lm['architectures'] = [ARCHITECTURES[kind]]
         if 'tie_word_embeddings' in raw:
             lm.setdefault('tie_word_embeddings', raw['tie_word_embeddings'])
-        return _Parts('llava', lm, _llava_rename, str(raw.get('torch_dtype', 'float32')))
+        return _Parts('llava', lm, _llava_rename, _dtype(raw))
     if model_type in ARCHITECTURES:
-        return _Parts('lm', raw, lambda n: n, str(raw.get('torch_dtype', 'float32')))
+        return _Parts('lm', raw, lambda n: n, _dtype(raw))
     raise CheckpointError(
         f'{folder}: model_type {model_type!r} is neither a Flash-VStream v1 checkpoint, a '
         f'LLaVA-style model nor a causal LM of {sorted(ARCHITECTURES)}'
     )
+
+
+def _dtype(raw: dict[str, Any]) -> str:
+    """The checkpoint's weights dtype (``torch_dtype``; ``dtype`` in transformers 5)."""
+    return str(raw.get('torch_dtype') or raw.get('dtype') or 'float32')
 
 
 def _llava_rename(name: str) -> str | None:
