@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from flash_vstream_ros.config import AppConfig, load_yaml, with_overrides
-from flash_vstream_ros.config.budget import GGUF_BITS, MIB, check, estimate, gguf_bytes
+from flash_vstream_ros.config.budget import MIB, check, estimate
+from flash_vstream_ros.config.gguf_budget import GGUF_BITS, gguf_bytes
 from flash_vstream_ros.config.model_specs import FLASH_VSTREAM_7B, lm_parameters
 from flash_vstream_ros.config.profiles import PROFILES_DIR
 from flash_vstream_ros.errors import ConfigError

@@ -31,7 +31,8 @@ from flash_vstream_ros.config import ModelConfig, from_dict
 from flash_vstream_ros.errors import CheckpointError, ConfigError, ModelError
 from flash_vstream_ros.models.base import GenerationRequest, PromptContext
 from flash_vstream_ros.models.decoder import TorchDecoder
-from flash_vstream_ros.models.gguf import GgufDecoder, GgufTensors, gguf_available
+from flash_vstream_ros.models.gguf import GgufDecoder, gguf_available
+from flash_vstream_ros.models.gguf_file import GgufTensors
 
 pytestmark = [pytest.mark.model, pytest.mark.gguf]
 

@@ -16,13 +16,7 @@ The estimate adds five parts (bytes):
 
 Encoding and answering run in different threads, so their activations are added, not maxed.
 
-With ``model.decoder: gguf`` the language model is llama.cpp's: its weights are the GGUF
-(the file's size when it exists, else the LM's parameters x bits per weight of
-``model.gguf.quant``: :data:`GGUF_BITS`) beside the torch parts (vision tower, projector,
-memory q/k) in ``model.dtype``; its KV cache is allocated for the whole ``model.gguf.n_ctx``
-(f16, or f32 with ``kv_f32``); its compute buffer is one ubatch (512 rows) through one layer in
-f32 plus the attention scores of that ubatch over n_ctx. On a Jetson CPU and GPU share the
-memory, so layers left on the CPU (``n_gpu_layers``) count all the same.
+With ``model.decoder: gguf`` the language model is llama.cpp's: :mod:`.gguf_budget`.
 The node calls :func:`enforce_budget` at configure; ``python -m flash_vstream_ros.config.profiles
 --table`` prints the README's table of the profiles in ``config/profiles/``.
 """
@@ -34,12 +28,7 @@ import logging
 from typing import Any
 
 from flash_vstream_ros.config.model_configs import encoder_shape, find_spec, lm_shape
-from flash_vstream_ros.config.model_specs import (
-    EncoderShape,
-    LanguageModelShape,
-    ModelSpec,
-    lm_parameters,
-)
+from flash_vstream_ros.config.model_specs import EncoderShape, LanguageModelShape, ModelSpec
 from flash_vstream_ros.config.settings import AppConfig, MemoryConfig
 from flash_vstream_ros.errors import ConfigError, GpuBudgetError
 
@@ -51,9 +40,6 @@ PROMPT_TEMPLATE_TOKENS = 64  # system prompt, template and time/camera context
 CHARS_PER_TOKEN = 4  # question text, rough for English with a BPE vocabulary
 MAX_FRAME_PIXELS = 1920 * 1080  # the largest frame the activation estimate plans for
 FRAGMENTATION = 0.10  # allocator slack on the dynamic parts
-# Bits per weight of a GGUF language model (llama.cpp's mixes: Q4_K_M keeps some tensors Q6_K)
-GGUF_BITS = {'f32': 32.0, 'f16': 16.0, 'q8_0': 8.5, 'q4_k_m': 4.85}
-GGUF_UBATCH = 512  # rows llama.cpp computes at once (n_ubatch)
 
 
 @dataclass(frozen=True)
@@ -82,25 +68,20 @@ class ModelInfo:
     def for_config(cls, cfg: AppConfig, dtype_bytes: int) -> ModelInfo:
         """From the known spec of ``cfg.model`` (and its GGUF with decoder=gguf)."""
         spec = find_spec(cfg.model.family, cfg.model.path)
-        if cfg.model.decoder != 'gguf':
-            return cls.from_spec(spec, dtype_bytes)
-        torch_bytes = (spec.parameters - lm_parameters(spec.lm)) * dtype_bytes
-        g = cfg.model.gguf
-        return cls(
-            spec.name,
-            torch_bytes + gguf_bytes(spec.lm, g.quant, g.path),
-            spec.encoder.feature_dim,
-            spec.lm,
-            spec.encoder,
-            measured=False,
-        )
+        if cfg.model.decoder == 'gguf':
+            from flash_vstream_ros.config.gguf_budget import gguf_spec_info
+
+            return gguf_spec_info(cfg, spec, dtype_bytes)
+        return cls.from_spec(spec, dtype_bytes)
 
     @classmethod
     def from_model(cls, model: Any, cfg: AppConfig) -> ModelInfo:
         """A loaded VisionLanguageModel: measured weights; shapes from its transformers
         configs when it exposes them (the v1 and LLaVA backends do), else the known specs."""
         if cfg.model.decoder == 'gguf':
-            return cls._from_gguf_model(model, cfg)
+            from flash_vstream_ros.config.gguf_budget import gguf_model_info
+
+            return gguf_model_info(model, cfg)
         configs = _hf_configs(model)
         if configs is not None:
             feature_dim = int(model.feature_dim)
@@ -112,44 +93,6 @@ class ModelInfo:
         return cls(
             name, int(model.parameter_bytes()), int(model.feature_dim), lm, encoder, measured=True
         )
-
-    @classmethod
-    def _from_gguf_model(cls, model: Any, cfg: AppConfig) -> ModelInfo:
-        """Torch parts measured, the GGUF file's size, shapes from the sidecar's config."""
-        from pathlib import Path
-
-        spec = getattr(model, 'spec', None)
-        config = getattr(getattr(model, 'model', None), 'config', None)  # LlavaModel's parts
-        if spec is not None and getattr(model.modules, 'vision', None) is not None:
-            from transformers import LlamaConfig
-
-            lm = lm_shape(LlamaConfig(**spec.llama_kwargs()))
-            encoder = encoder_shape(model.modules.vision.config, int(model.feature_dim))
-        elif config is not None and hasattr(config, 'text_config'):
-            lm = lm_shape(config.text_config)
-            encoder = encoder_shape(config.vision_config, int(model.feature_dim))
-        else:
-            known = find_spec(cfg.model.family, cfg.model.path)
-            lm, encoder = known.lm, known.encoder
-        size = Path(cfg.model.gguf.path).expanduser().stat().st_size
-        return cls(
-            str(getattr(model, 'name', '') or cfg.model.gguf.path),
-            int(model.parameter_bytes()) + size,
-            int(model.feature_dim),
-            lm,
-            encoder,
-            measured=True,
-        )
-
-
-def gguf_bytes(lm: LanguageModelShape, quant: str, path: str = '') -> int:
-    """Bytes of the language model as GGUF: the file's size when it exists, else estimated."""
-    from pathlib import Path
-
-    file = Path(path).expanduser() if path else None
-    if file is not None and file.is_file():
-        return file.stat().st_size
-    return int(lm_parameters(lm) * GGUF_BITS[quant] / 8)
 
 
 def _hf_configs(model: Any) -> tuple[Any, Any] | None:
@@ -289,13 +232,6 @@ def prefill_activation_bytes(lm: LanguageModelShape, tokens: int, dtype_bytes: i
     return tokens * per_token * dtype_bytes + 2 * lm.vocab * 4
 
 
-def gguf_compute_bytes(lm: LanguageModelShape, n_ctx: int) -> int:
-    """llama.cpp's compute buffer: one ubatch through one layer in f32, its attention scores
-    over the whole context (no flash attention: the upper bound), last-row logits."""
-    ubatch = min(n_ctx, GGUF_UBATCH)
-    return prefill_activation_bytes(lm, ubatch, 4) + ubatch * n_ctx * lm.heads * 4
-
-
 def estimate(
     cfg: AppConfig, model_info: ModelInfo | None = None, device: str | None = None
 ) -> BudgetEstimate:
@@ -317,11 +253,11 @@ def estimate(
     encoder_acts = encoder_activation_bytes(info.encoder, cfg.engine.max_encode_batch, nbytes)
     max_context = info.lm.max_context
     if cfg.model.decoder == 'gguf':
-        g = cfg.model.gguf
-        kv = kv_cache_bytes(info.lm, g.n_ctx, 4 if g.kv_f32 else 2)
-        acts = encoder_acts + gguf_compute_bytes(info.lm, g.n_ctx)
-        max_context = min(max_context, g.n_ctx)
-        dtype = f'{dtype} + GGUF {g.quant}'
+        from flash_vstream_ros.config.gguf_budget import gguf_context_bytes
+
+        kv, compute, max_context = gguf_context_bytes(cfg, info.lm)
+        acts = encoder_acts + compute
+        dtype = f'{dtype} + GGUF {cfg.model.gguf.quant}'
     else:
         kv = kv_cache_bytes(info.lm, context, nbytes)
         acts = encoder_acts + prefill_activation_bytes(info.lm, visual + prompt, nbytes)

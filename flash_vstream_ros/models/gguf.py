@@ -29,7 +29,6 @@ import ctypes
 import logging
 import os
 from pathlib import Path
-import struct
 import threading
 import time
 from typing import Any
@@ -41,6 +40,7 @@ from flash_vstream_ros.errors import CheckpointError, ConfigError, ModelError
 from flash_vstream_ros.models.base import Generation, GenerationRequest, StopCheck, TokenCallback
 from flash_vstream_ros.models.decoder import PromptPart
 from flash_vstream_ros.models.generate import TextStream, pick_token
+from flash_vstream_ros.models.gguf_file import GgufVocab, TokenTable
 
 log = logging.getLogger(__name__)
 
@@ -90,148 +90,6 @@ def gguf_available() -> str:
     except (ConfigError, ImportError) as exc:
         return str(exc)
     return ''
-
-
-# --------------------------------------------------------------------------- the GGUF file
-
-
-GGUF_MAGIC = b'GGUF'
-# GGUF metadata value types -> struct format of a scalar (8: string, 9: array)
-_SCALARS = {
-    0: 'B',
-    1: 'b',
-    2: 'H',
-    3: 'h',
-    4: 'I',
-    5: 'i',
-    6: 'f',
-    7: '?',
-    10: 'Q',
-    11: 'q',
-    12: 'd',
-}
-
-
-class GgufTensors:
-    """The tensor table of a GGUF file (name -> dims, type, absolute offset), read in ms.
-
-    ``gguf.GGUFReader`` also builds a numpy view of every metadata element (14 s for a 49k
-    vocabulary); this reads the header with ``struct``, skipping the metadata it does not need.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.meta: dict[str, Any] = {}
-        self.tensors: dict[str, tuple[tuple[int, ...], int, int]] = {}
-        try:
-            with path.open('rb') as f:
-                self._read(f)
-        except (OSError, struct.error, UnicodeDecodeError, ValueError) as exc:
-            raise CheckpointError(f'cannot read the GGUF file {path}: {exc}') from exc
-
-    def _read(self, f: Any) -> None:
-        if f.read(4) != GGUF_MAGIC:
-            raise ValueError('not a GGUF file (bad magic)')
-        version, n_tensors, n_kv = struct.unpack('<IQQ', f.read(20))
-        if version < 2:
-            raise ValueError(f'GGUF version {version} is too old')
-        for _ in range(n_kv):
-            key = self._string(f)
-            (kind,) = struct.unpack('<I', f.read(4))
-            self.meta[key] = self._value(f, kind)
-        infos = []
-        for _ in range(n_tensors):
-            name = self._string(f)
-            (ndim,) = struct.unpack('<I', f.read(4))
-            dims = struct.unpack(f'<{ndim}Q', f.read(8 * ndim))
-            kind, offset = struct.unpack('<IQ', f.read(12))
-            infos.append((name, dims, kind, offset))
-        align = int(self.meta.get('general.alignment', 32))
-        start = -(-f.tell() // align) * align
-        self.tensors = {n: (d, k, start + o) for n, d, k, o in infos}
-
-    @staticmethod
-    def _string(f: Any) -> str:
-        (n,) = struct.unpack('<Q', f.read(8))
-        return str(f.read(n).decode('utf-8'))
-
-    def _value(self, f: Any, kind: int) -> Any:
-        if kind == 8:
-            return self._string(f)
-        if kind == 9:
-            item, count = struct.unpack('<IQ', f.read(12))
-            if item in _SCALARS:  # skipped in one read (token types, scores, ...)
-                size = struct.calcsize(_SCALARS[item])
-                f.seek(size * count, 1)
-                return None
-            for _ in range(count):  # strings (the vocabulary, merges): skipped one by one
-                self._value(f, item)
-            return None
-        fmt = _SCALARS[kind]
-        return struct.unpack('<' + fmt, f.read(struct.calcsize(fmt)))[0]
-
-
-class TokenTable:
-    """The GGUF's ``token_embd`` rows, memory-mapped, dequantised (float32) row by row on use.
-
-    Keeping the file's own (quantised) bytes costs no memory and gives exactly the rows that
-    llama.cpp itself looks up for an id; a fully dequantised 7B table would be 500 MB.
-    """
-
-    def __init__(self, path: Path) -> None:
-        table = GgufTensors(path)
-        if 'token_embd.weight' not in table.tensors:
-            raise CheckpointError(f'{path} has no token_embd.weight tensor')
-        (dim, vocab), self.kind, offset = table.tensors['token_embd.weight']
-        import gguf
-
-        block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(self.kind)]
-        row_bytes = dim // block * type_size
-        self.dim, self.vocab = int(dim), int(vocab)
-        self._rows = np.memmap(path, np.uint8, 'r', offset, (self.vocab, row_bytes))
-        self._type = gguf.GGMLQuantizationType(self.kind)
-        self._dequantize = gguf.quants.dequantize
-
-    def rows(self, ids: Sequence[int]) -> np.ndarray:
-        """Token ids (T,) -> float32 rows (T, H)."""
-        index = np.asarray(ids, dtype=np.int64)
-        if index.size and (index.min() < 0 or index.max() >= self.vocab):
-            raise ModelError(f'token id out of range 0..{self.vocab - 1}: {index.tolist()}')
-        raw = np.asarray(self._rows[index])  # (T, row_bytes)
-        if self._type == 0:  # F32: the bytes are the rows
-            return raw.view(np.float32).reshape(len(index), self.dim).copy()
-        out = self._dequantize(raw, self._type)
-        return np.ascontiguousarray(out, dtype=np.float32).reshape(len(index), self.dim)
-
-
-class GgufVocab:
-    """Tokenizer-like access to the GGUF vocabulary (what TextStream and tests need)."""
-
-    def __init__(self, lib: Any, vocab: Any) -> None:
-        self._lib, self._vocab = lib, vocab
-
-    def encode(self, text: str, add_special: bool = True) -> list[int]:
-        data = text.encode('utf-8')
-        size = len(data) + 16
-        buf = (self._lib.llama_token * size)()
-        n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, size, add_special, True)
-        if n < 0:
-            raise ModelError(f'cannot tokenize {text[:40]!r} ({n})')
-        return list(buf[:n])
-
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
-        if not ids:
-            return ''
-        arr = (self._lib.llama_token * len(ids))(*ids)
-        size = 16 * len(ids) + 64
-        while True:
-            buf = ctypes.create_string_buffer(size)
-            n = self._lib.llama_detokenize(
-                self._vocab, arr, len(ids), buf, size, False, not skip_special_tokens
-            )
-            if n >= 0:
-                return buf.raw[:n].decode('utf-8', 'replace')
-            size = -n + 16
 
 
 # --------------------------------------------------------------------------- the decoder
@@ -286,7 +144,7 @@ class GgufDecoder:
         self.n_vocab = int(lib.llama_vocab_n_tokens(self._vocab_ptr))
         self.vocab = GgufVocab(lib, self._vocab_ptr)
         self.tokenizer = tokenizer if tokenizer is not None else self.vocab
-        self.eos_ids = set(eos_ids) | self._eog_ids()
+        self.eos_ids = set(eos_ids) | _eog_ids(lib, self._vocab_ptr, self.n_vocab)
         self.gpu_offload = bool(lib.llama_supports_gpu_offload()) and n_gpu_layers != 0
         self._embd_batch = lib.llama_batch_init(self.n_batch, self.n_embd, 1)
         self._token_batch = lib.llama_batch_init(1, 0, 1)
@@ -369,10 +227,8 @@ class GgufDecoder:
             batch = lib.llama_batch_init(len(ids), 0, 1)
             try:
                 for i, token in enumerate(ids):
-                    batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, i, 1
-                    batch.seq_id[i][0] = 0
-                    batch.logits[i] = int(i == len(ids) - 1)
-                batch.n_tokens = len(ids)
+                    batch.token[i] = token
+                _number(batch, 0, len(ids), last=len(ids) - 1)
                 rc = int(lib.llama_decode(self._ctx, batch))
             finally:
                 lib.llama_batch_free(batch)
@@ -449,12 +305,7 @@ class GgufDecoder:
             n = min(self.n_batch, len(rows) - pos)
             chunk = rows[pos : pos + n]  # (n, H)
             ctypes.memmove(batch.embd, chunk.ctypes.data, chunk.nbytes)
-            for i in range(n):
-                batch.pos[i] = pos + i
-                batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = 0
-                batch.logits[i] = int(pos + i == len(rows) - 1)
-            batch.n_tokens = n
+            _number(batch, pos, n, last=len(rows) - 1)
             if not self._decode(batch, pos):
                 return False
             self._cached = np.concatenate([self._cached, chunk])
@@ -464,11 +315,7 @@ class GgufDecoder:
     def _decode_token(self, token: int) -> bool:
         batch, pos = self._token_batch, len(self._cached)
         batch.token[0] = token
-        batch.pos[0] = pos
-        batch.n_seq_id[0] = 1
-        batch.seq_id[0][0] = 0
-        batch.logits[0] = 1
-        batch.n_tokens = 1
+        _number(batch, pos, 1, last=pos)
         if not self._decode(batch, pos):
             return False
         self._cached = np.concatenate([self._cached, self.table.rows([token])])
@@ -494,9 +341,20 @@ class GgufDecoder:
         stop = self._stop
         return bool(stop is not None and stop())
 
-    def _eog_ids(self) -> set[int]:
-        lib, vocab = self._lib, self._vocab_ptr
-        return {i for i in range(self.n_vocab) if lib.llama_vocab_is_eog(vocab, i)}
+
+def _number(batch: Any, pos: int, n: int, last: int) -> None:
+    """Positions pos..pos+n-1 in sequence 0; logits only for position ``last``."""
+    for i in range(n):
+        batch.pos[i] = pos + i
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = 0
+        batch.logits[i] = int(pos + i == last)
+    batch.n_tokens = n
+
+
+def _eog_ids(lib: Any, vocab: Any, n_vocab: int) -> set[int]:
+    """Every end-of-generation token of the vocabulary (EOS, EOT, <|im_end|>, ...)."""
+    return {i for i in range(n_vocab) if lib.llama_vocab_is_eog(vocab, i)}
 
 
 def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
