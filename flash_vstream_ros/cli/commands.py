@@ -1,4 +1,4 @@
-"""The three commands: replay a source, ask a saved memory, describe a memory file."""
+"""The commands: replay a source, ask a saved memory, describe a memory file, export GGUF."""
 
 from __future__ import annotations
 
@@ -115,4 +115,31 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f'created:        {when}')
     keys = [m.get('key') for m in info.get('memories', [])]
     print(f'memories:       {", ".join(map(str, keys)) or "none"}')
+    return 0
+
+
+def cmd_export_gguf(args: argparse.Namespace) -> int:
+    """The checkpoint's language model as GGUF at --quant, the torch parts as its sidecar."""
+    from flash_vstream_ros.models.gguf_export import export_gguf
+
+    result = export_gguf(
+        args.checkpoint,
+        args.out,
+        quant=args.quant,
+        llama_cpp=args.llama_cpp,
+        pre_tokenizer=args.pre_tokenizer,
+        threads=args.threads,
+    )
+    print(f'{result.gguf} ({result.quant}, {result.gguf_bytes / 2**20:,.1f} MiB)')
+    if result.sidecar is not None:
+        size = result.sidecar.stat().st_size / 2**20
+        print(
+            f'{result.sidecar} (sidecar: vision tower, projector, memory q/k, tokenizer; '
+            f'{size:,.1f} MiB)'
+        )
+    print(
+        f'in {result.seconds:.1f} s; answer with: --set model.decoder=gguf '
+        f'--set model.gguf.path={result.gguf}',
+        file=sys.stderr,
+    )
     return 0

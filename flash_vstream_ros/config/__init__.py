@@ -25,6 +25,7 @@ from flash_vstream_ros.config.fields import (
 from flash_vstream_ros.config.model_settings import (
     MIN_TEMPERATURE,
     GenerationConfig,
+    GgufConfig,
     ModelConfig,
     RemoteConfig,
     check_temperature,
@@ -50,6 +51,7 @@ __all__ = [
     'ConfigNode',
     'EngineConfig',
     'GenerationConfig',
+    'GgufConfig',
     'GpuConfig',
     'MemoryConfig',
     'ModelConfig',

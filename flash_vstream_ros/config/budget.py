@@ -15,6 +15,8 @@ The estimate adds five parts (bytes):
   for allocator fragmentation.
 
 Encoding and answering run in different threads, so their activations are added, not maxed.
+
+With ``model.decoder: gguf`` the language model is llama.cpp's: :mod:`.gguf_budget`.
 The node calls :func:`enforce_budget` at configure; ``python -m flash_vstream_ros.config.profiles
 --table`` prints the README's table of the profiles in ``config/profiles/``.
 """
@@ -68,9 +70,23 @@ class ModelInfo:
         )
 
     @classmethod
+    def for_config(cls, cfg: AppConfig, dtype_bytes: int) -> ModelInfo:
+        """From the known spec of ``cfg.model`` (and its GGUF with decoder=gguf)."""
+        spec = find_spec(cfg.model.family, cfg.model.path)
+        if cfg.model.decoder == 'gguf':
+            from flash_vstream_ros.config.gguf_budget import gguf_spec_info
+
+            return gguf_spec_info(cfg, spec, dtype_bytes)
+        return cls.from_spec(spec, dtype_bytes)
+
+    @classmethod
     def from_model(cls, model: Any, cfg: AppConfig) -> ModelInfo:
         """A loaded VisionLanguageModel: measured weights; shapes from its transformers
         configs when it exposes them (the v1 and LLaVA backends do), else the known specs."""
+        if cfg.model.decoder == 'gguf':
+            from flash_vstream_ros.config.gguf_budget import gguf_model_info
+
+            return gguf_model_info(model, cfg)
         configs = _hf_configs(model)
         if configs is not None:
             feature_dim = int(model.feature_dim)
@@ -243,21 +259,29 @@ def estimate(
     dev = device or resolve_device(cfg.model.device)
     dtype = dtype_name(cfg.model.dtype, dev)
     nbytes = DTYPE_BYTES[dtype]
-    info = model_info or ModelInfo.from_spec(find_spec(cfg.model.family, cfg.model.path), nbytes)
+    info = model_info or ModelInfo.for_config(cfg, nbytes)
     cameras = camera_count(cfg)
     memories = cameras if cfg.memory.per_camera else 1
     readout, _ = memory_tokens(cfg.memory)
     visual = cfg.engine.max_visual_tokens or readout  # the engine's per-question token budget
     prompt = PROMPT_TEMPLATE_TOKENS + cfg.generation.max_question_chars // CHARS_PER_TOKEN
     context = visual + prompt + cfg.generation.max_new_tokens
-    remote = remote_only(cfg)  # a server runs the language model: no KV cache, no prefill here
-    kv = 0 if remote else kv_cache_bytes(info.lm, context, nbytes)
-    acts = encoder_activation_bytes(info.encoder, cfg.engine.max_encode_batch, nbytes) + (
-        0 if remote else prefill_activation_bytes(info.lm, visual + prompt, nbytes)
-    )
+    encoder_acts = encoder_activation_bytes(info.encoder, cfg.engine.max_encode_batch, nbytes)
+    max_context = info.lm.max_context
     weights = info.parameter_bytes  # a loaded model's: already without what it released
-    if remote and not info.measured:
-        weights -= released_lm_bytes(info.lm, nbytes)
+    if cfg.model.decoder == 'gguf':
+        from flash_vstream_ros.config.gguf_budget import gguf_context_bytes
+
+        kv, compute, max_context = gguf_context_bytes(cfg, info.lm)
+        acts = encoder_acts + compute
+        dtype = f'{dtype} + GGUF {cfg.model.gguf.quant}'
+    elif remote_only(cfg):  # a server runs the language model: no KV cache, no prefill here
+        kv, acts = 0, encoder_acts
+        if not info.measured:
+            weights -= released_lm_bytes(info.lm, nbytes)
+    else:
+        kv = kv_cache_bytes(info.lm, context, nbytes)
+        acts = encoder_acts + prefill_activation_bytes(info.lm, visual + prompt, nbytes)
     state = memory_state_bytes(cfg.memory, info.feature_dim, nbytes, memories)
     context_mib = cfg.gpu.overhead_mb if dev == 'cuda' else 0
     overhead = context_mib * MIB + int(FRAGMENTATION * (state + kv + acts))
@@ -272,7 +296,7 @@ def estimate(
         overhead=overhead,
         visual_tokens=visual,
         context_tokens=context,
-        max_context=info.lm.max_context,
+        max_context=max_context,
     )
 
 
@@ -297,6 +321,7 @@ def check(cfg: AppConfig, est: BudgetEstimate, device_total_bytes: int | None = 
             f'{est.model} reads at most {est.max_context} tokens, but the memory gives '
             f'{est.visual_tokens} visual tokens (+ prompt and generation.max_new_tokens = '
             f'{est.context_tokens}): use a smaller memory budget or fewer cameras per memory'
+            + (' or a larger model.gguf.n_ctx' if cfg.model.decoder == 'gguf' else '')
         )
     limit = budget_limit(cfg, device_total_bytes)
     if est.device != 'cuda' or limit is None or est.total <= limit:
@@ -348,7 +373,7 @@ def enforce_budget(cfg: AppConfig, model: Any | None = None) -> BudgetEstimate |
         info = ModelInfo.from_model(model, cfg)
     else:
         try:
-            info = ModelInfo.from_spec(find_spec(cfg.model.family, cfg.model.path), dtype_bytes)
+            info = ModelInfo.for_config(cfg, dtype_bytes)
         except ConfigError as exc:
             LOG.info('GPU budget checked after loading: %s', exc)
             return None

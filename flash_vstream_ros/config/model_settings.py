@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from flash_vstream_ros.config.fields import ConfigNode, param, section
 from flash_vstream_ros.errors import ConfigError
 
-DECODERS = ('torch', 'remote')
+DECODERS = ('torch', 'remote', 'gguf')
 WIRE_DTYPES = ('auto', 'float32', 'float16', 'bfloat16')
 
 
@@ -70,6 +70,45 @@ class RemoteConfig(ConfigNode):
         except ValueError as exc:
             raise ConfigError(f'RemoteConfig.url {self.url!r}: {exc}') from exc
 
+GGUF_QUANTS = ('f32', 'f16', 'q8_0', 'q4_k_m')
+
+
+@dataclass(frozen=True)
+class GgufConfig(ConfigNode):
+    """model.decoder=gguf: the language model as a GGUF file answered by llama.cpp."""
+
+    path: str = param('', 'GGUF file of the language model (flash-vstream export-gguf writes it)')
+    sidecar: str = param(
+        '',
+        'Torch sidecar of the GGUF (vision tower, projector, memory q/k, tokenizer); '
+        '"" = beside the GGUF: NAME.sidecar.pt',
+    )
+    quant: str = param(
+        'q4_k_m',
+        "The GGUF's quantisation, for the GPU estimate before the file is read (its size is "
+        'used once it exists)',
+        choices=GGUF_QUANTS,
+    )
+    n_gpu_layers: int = param(
+        -1,
+        'Layers offloaded to the GPU (-1: all; 0: CPU only); needs llama.cpp built with CUDA',
+        low=-1,
+        high=1000,
+    )
+    n_ctx: int = param(
+        2048,
+        'llama.cpp context in tokens (visual tokens + prompt + answer); its KV cache is '
+        'allocated for all of it',
+        low=64,
+        high=131072,
+    )
+    n_threads: int = param(
+        0, 'CPU threads of llama.cpp (0: the CPU count, at most 8)', low=0, high=256
+    )
+    kv_f32: bool = param(
+        False, 'f32 KV cache and no flash attention (exact, twice the KV memory; tests)'
+    )
+
 
 @dataclass(frozen=True)
 class ModelConfig(ConfigNode):
@@ -110,23 +149,25 @@ class ModelConfig(ConfigNode):
     decoder: str = param(
         'torch',
         "What runs the language model: torch (the checkpoint's own, through transformers), "
-        'remote (an OpenAI-compatible server such as vLLM, fed prompt embeddings; model.remote)',
+        'remote (an OpenAI-compatible server such as vLLM, fed prompt embeddings; model.remote), '
+        'gguf (llama.cpp on model.gguf.path; flash_vstream and llava families)',
         choices=DECODERS,
     )
     remote: RemoteConfig = section(RemoteConfig, 'decoder=remote: the answering server')
+    gguf: GgufConfig = section(GgufConfig, 'llama.cpp language model (decoder=gguf)')
 
     def validate(self) -> None:
-        if self.decoder != 'remote':
+        if self.decoder == 'torch':
             return
-        if not self.remote.url:
+        if self.decoder == 'remote' and not self.remote.url:
             raise ConfigError('ModelConfig.decoder is remote but model.remote.url is empty')
         qwen = self.family == 'qwen2_vl' or (
             self.family == 'tiny' and self.tiny_family in ('flash_vstream_qwen', 'qwen2_5_vl')
         )
         if qwen:
             raise ConfigError(
-                'ModelConfig.decoder remote does not serve the qwen2_vl family: its M-RoPE '
-                'positions cannot be sent as prompt embeddings (use decoder torch)'
+                f'ModelConfig.decoder {self.decoder} does not serve the qwen2_vl family: its '
+                'M-RoPE positions cannot be passed as prompt embeddings (use decoder torch)'
             )
 
 

@@ -19,6 +19,7 @@ PROFILES_DIR = Path(__file__).resolve().parents[2] / 'config' / 'profiles'
 PROFILE_ORDER = (  # small to large; a board's qwen2_vl profiles after its first one
     'orin_nano',
     'orin_nx',
+    'orin_nx_gguf',
     'orin_nx_qwen2_vl',
     'orin_nx_qwen2_5_vl',
     'agx_orin',

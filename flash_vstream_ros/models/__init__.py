@@ -4,8 +4,9 @@ Families: ``flash_vstream`` (a v1 checkpoint folder), ``llava`` (a transformers 
 model folder), ``qwen2_vl`` (Flash-VStream-Qwen, Qwen2-VL and Qwen2.5-VL folders) and ``tiny``
 (a tiny random model of ``tiny_family``, built once in ``cache_dir`` and loaded through the
 real loader of that family). ``model.decoder`` picks what runs the language model: the
-family's own (torch) or an OpenAI-compatible server (remote, models/remote.py). torch is
-imported here; transformers only when a model is loaded.
+family's own (torch), an OpenAI-compatible server (remote, models/remote.py), or llama.cpp on
+a GGUF file (gguf: the family's torch parts come from a GGUF sidecar, :mod:`.gguf_family`).
+torch is imported here; transformers only when a model is loaded.
 """
 
 from __future__ import annotations
@@ -86,8 +87,15 @@ def load_model(cfg: ModelConfig) -> VisionLanguageModel:
     require_transformers_torch()
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
-    family, folder = _family_and_folder(cfg)
     model: FlashVStreamModel | LlavaModel | QwenVLModel
+    if cfg.decoder == 'gguf':  # the language model is a GGUF file, the rest in its sidecar
+        from flash_vstream_ros.models.gguf_family import load_gguf_family
+
+        model = load_gguf_family(cfg, device, dtype)
+        if cfg.compile and device.type == 'cuda':
+            model.compile_encoder()
+        return model
+    family, folder = _family_and_folder(cfg)
     if family == 'flash_vstream':
         from flash_vstream_ros.models.flash_vstream import load_flash_vstream
 

@@ -46,13 +46,21 @@ class FlashVStreamModel:
     family = 'flash_vstream'
 
     def __init__(
-        self, spec: V1Spec, modules: V1Modules, tokenizer: Any, image: ImageSpec, name: str = ''
+        self,
+        spec: V1Spec,
+        modules: V1Modules,
+        tokenizer: Any,
+        image: ImageSpec,
+        name: str = '',
+        decoder: TextDecoder | None = None,
     ) -> None:
+        """``decoder``: what answers (None: the torch LM in ``modules.lm``; a GgufDecoder
+        when the language model is a GGUF file and ``modules.lm`` is None)."""
         if modules.vision is None:
             raise CheckpointError('a v1 model needs a vision tower')
         self.spec, self.modules, self.tokenizer, self.image = spec, modules, tokenizer, image
         self.name = name
-        first = next(modules.lm.parameters())
+        first = next(modules.projector.parameters())
         self.device, self.dtype = first.device, first.dtype
         vcfg = modules.vision.config
         _check_select_layer(spec.select_layer, int(vcfg.num_hidden_layers), name)
@@ -60,7 +68,7 @@ class FlashVStreamModel:
         self.feature_grid = (side, side)
         self.feature_dim = spec.mm_hidden_size
         self.eos_ids = _eos_ids(tokenizer, spec.raw)
-        self.decoder: TextDecoder = TorchDecoder(modules.lm, tokenizer, self.eos_ids)
+        self.decoder: TextDecoder = decoder or TorchDecoder(modules.lm, tokenizer, self.eos_ids)
 
     def encode(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         """RGB uint8 frames (H_i, W_i, 3) -> patch maps (B, h, w, D) on the model's device."""
@@ -127,6 +135,11 @@ def _check_select_layer(layer: int, layers: int, where: str) -> None:
             f'{where}: config.json mm_vision_select_layer={layer} is not supported; '
             f'supported: -{layers + 1} .. {layers} (the vision tower has {layers} layers)'
         )
+
+
+def eos_ids(tokenizer: Any, raw: dict[str, Any]) -> set[int]:
+    """End-of-answer ids: the tokenizer's EOS and config.json's eos_token_id."""
+    return _eos_ids(tokenizer, raw)
 
 
 def _eos_ids(tokenizer: Any, raw: dict[str, Any]) -> set[int]:
@@ -212,6 +225,11 @@ def _load_tower(
 def _tie_if_needed(modules: V1Modules) -> None:
     if getattr(modules.lm.config, 'tie_word_embeddings', False):
         modules.lm.tie_weights()
+
+
+def clip_spec(modules: V1Modules) -> ImageSpec:
+    """The CLIP preprocessing of the tower's own image size (no preprocessor_config.json)."""
+    return _clip_spec(modules)
 
 
 def _clip_spec(modules: V1Modules) -> ImageSpec:

@@ -57,7 +57,10 @@ class LlavaModel:
         image: ImageSpec,
         chat_template: str | None,
         name: str = '',
+        decoder: TextDecoder | None = None,
     ) -> None:
+        """``decoder``: what answers (None: the model's own language model through torch; a
+        GgufDecoder when ``model`` holds only the vision tower and the projector)."""
         cfg = model.config
         self.model, self.tokenizer, self.image, self.name = model, tokenizer, image, name
         self.chat_template = chat_template
@@ -77,7 +80,7 @@ class LlavaModel:
         token = tokenizer.convert_ids_to_tokens(image_id) if image_id is not None else None
         self.image_token = token if isinstance(token, str) else IMAGE_TOKEN
         self.eos_ids = _eos_ids(model, tokenizer)
-        self.decoder: TextDecoder = TorchDecoder(model, tokenizer, self.eos_ids)
+        self.decoder: TextDecoder = decoder or TorchDecoder(model, tokenizer, self.eos_ids)
 
     def encode(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         """RGB uint8 frames (H_i, W_i, 3) -> patch maps (B, h, w, D) on the model's device."""
@@ -166,6 +169,16 @@ class LlavaModel:
         self.model.to('meta')
         if self.device.type == 'cuda':
             torch.cuda.empty_cache()
+
+
+def eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    """End-of-answer ids: the tokenizer's, the generation config's and the text config's."""
+    return _eos_ids(model, tokenizer)
+
+
+def default_image_spec(model: Any) -> ImageSpec:
+    """The preprocessing of the tower's config when the folder has no preprocessor_config."""
+    return _default_image_spec(model)
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:

@@ -195,12 +195,12 @@ class TuringAttention(nn.Module):
 class V1Modules(nn.Module):
     """Every part of a v1 model; state-dict names are the checkpoint's after :func:`rename`."""
 
-    lm: Any  # LlamaForCausalLM
+    lm: Any  # LlamaForCausalLM, or None when a GGUF file holds the language model
     vision: Any  # CLIPVisionModel or None
 
     def __init__(
         self,
-        lm: nn.Module,
+        lm: nn.Module | None,
         projector: nn.Sequential,
         attention: TuringAttention,
         vision: nn.Module | None,
@@ -309,6 +309,19 @@ def build_modules(
         attention.eval(),
         vision.eval() if vision is not None else None,
     )
+
+
+def build_parts(
+    spec: V1Spec, vision_config: Any, device: torch.device, dtype: torch.dtype
+) -> V1Modules:
+    """Every part but the language model (uninitialised): what a GGUF sidecar holds."""
+    from transformers import CLIPVisionModel
+
+    with build_context(device, dtype, init=False):
+        projector = make_projector(spec.projector_depth, spec.mm_hidden_size, spec.hidden_size)
+        attention = TuringAttention(spec.mm_hidden_size, spec.turing_hidden)
+        vision = CLIPVisionModel(vision_config)
+    return V1Modules(None, projector.eval(), attention.eval(), vision.eval())
 
 
 def infer_vision_config(shapes: dict[str, tuple[int, ...]]) -> Any:
