@@ -70,6 +70,7 @@ class RemoteConfig(ConfigNode):
         except ValueError as exc:
             raise ConfigError(f'RemoteConfig.url {self.url!r}: {exc}') from exc
 
+
 GGUF_QUANTS = ('f32', 'f16', 'q8_0', 'q4_k_m')
 
 
