@@ -38,6 +38,7 @@ import torch
 from flash_vstream_ros.errors import CheckpointError, ConfigError
 from flash_vstream_ros.models import checkpoint as ckpt
 from flash_vstream_ros.models.gguf_convert import find_llama_cpp, quantize, run_convert
+from flash_vstream_ros.models.lm_export import llava_rename
 
 __all__ = ['export_gguf', 'find_llama_cpp', 'quantize', 'read_sidecar', 'sidecar_path']
 
@@ -119,7 +120,7 @@ def _parts(folder: Path) -> _Parts:
         lm['architectures'] = [ARCHITECTURES[kind]]
         if 'tie_word_embeddings' in raw:
             lm.setdefault('tie_word_embeddings', raw['tie_word_embeddings'])
-        return _Parts('llava', lm, _llava_rename, _dtype(raw))
+        return _Parts('llava', lm, llava_rename, _dtype(raw))
     if model_type in ARCHITECTURES:
         return _Parts('lm', raw, lambda n: n, _dtype(raw))
     raise CheckpointError(
@@ -131,19 +132,6 @@ def _parts(folder: Path) -> _Parts:
 def _dtype(raw: dict[str, Any]) -> str:
     """The checkpoint's weights dtype (``torch_dtype``; ``dtype`` in transformers 5)."""
     return str(raw.get('torch_dtype') or raw.get('dtype') or 'float32')
-
-
-def _llava_rename(name: str) -> str | None:
-    """LLaVA names (transformers 5: model.language_model.*; 4: language_model.model.*)."""
-    for old, new in (
-        ('model.language_model.', 'model.'),
-        ('language_model.model.', 'model.'),
-        ('language_model.lm_head.', 'lm_head.'),
-        ('lm_head.', 'lm_head.'),
-    ):
-        if name.startswith(old):
-            return new + name[len(old) :]
-    return None
 
 
 def _write_lm_folder(folder: Path, parts: _Parts, dest: Path) -> dict[str, torch.Tensor]:
