@@ -130,14 +130,18 @@ def result_of(future: Any, timeout: float, what: str) -> Any:
 def poll_until(
     get: Callable[[], Any], done: Callable[[Any], bool], timeout: float, what: str
 ) -> Any:
-    """Call ``get`` until ``done(value)``; returns that value."""
+    """Call ``get`` until ``done(value)``; returns that value. A timeout names the last value
+    (for a status: what the node had counted), so a failed run says how far it got."""
     box: list[Any] = []
 
     def check() -> bool:
         box[:] = [get()]
         return done(box[0])
 
-    wait_for(check, timeout, what)
+    try:
+        wait_for(check, timeout, what)
+    except AssertionError as exc:
+        raise AssertionError(f'{exc}\nlast value: {box[0] if box else "none"}') from None
     return box[0]
 
 
