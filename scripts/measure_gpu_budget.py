@@ -23,7 +23,7 @@ import torch.nn.functional as F  # noqa: N812
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flash_vstream_ros.config import AppConfig, budget, load_yaml, profiles
+from flash_vstream_ros.config import AppConfig, budget, budget_parts, load_yaml, profiles
 
 MIB = 1 << 20
 
@@ -126,7 +126,9 @@ def measure(name: str) -> dict[str, Any]:
     prompt = est.context_tokens - cfg.generation.max_new_tokens
     enc_peak = _peak_above(_encode, encoder, side, cfg.engine.max_encode_batch)
     gen_peak = _peak_above(_generate, lm, prompt, cfg.generation.max_new_tokens)
-    enc_est = budget.encoder_activation_bytes(est_encoder(name), cfg.engine.max_encode_batch, 2)
+    enc_est = budget_parts.encoder_activation_bytes(
+        est_encoder(name), cfg.engine.max_encode_batch, 2
+    )
     row = {
         'profile': name,
         'parameters_built': params,

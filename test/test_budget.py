@@ -14,9 +14,9 @@ from flash_vstream_ros.config.budget import (
     check,
     enforce_budget,
     estimate,
-    kv_cache_bytes,
     memory_state_bytes,
 )
+from flash_vstream_ros.config.budget_parts import kv_cache_bytes, released_lm_bytes
 from flash_vstream_ros.config.model_specs import FLASH_VSTREAM_7B, VICUNA_7B
 from flash_vstream_ros.errors import ConfigError, GpuBudgetError
 
@@ -169,7 +169,7 @@ def test_remote_answering_leaves_only_the_embedding_table_on_the_robot() -> None
     )
     local, remote = estimate(profile('agx_orin'), device='cuda'), estimate(cfg, device='cuda')
     embedding = VICUNA_7B.vocab * VICUNA_7B.hidden * 2
-    assert local.weights - remote.weights == budget.released_lm_bytes(VICUNA_7B, 2)
+    assert local.weights - remote.weights == released_lm_bytes(VICUNA_7B, 2)
     assert remote.weights > embedding
     assert remote.weights < 1.2 * 2**30  # CLIP ViT-L + projector + embeddings, fp16
     assert remote.kv_cache == 0

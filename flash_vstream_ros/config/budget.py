@@ -27,12 +27,17 @@ from dataclasses import dataclass
 import logging
 from typing import Any
 
+from flash_vstream_ros.config.budget_parts import (
+    encoder_activation_bytes,
+    kv_cache_bytes,
+    prefill_activation_bytes,
+    released_lm_bytes,
+)
 from flash_vstream_ros.config.model_configs import encoder_shape, find_spec, lm_shape
 from flash_vstream_ros.config.model_specs import (
     EncoderShape,
     LanguageModelShape,
     ModelSpec,
-    lm_parameters,
 )
 from flash_vstream_ros.config.settings import AppConfig, MemoryConfig
 from flash_vstream_ros.errors import ConfigError, GpuBudgetError
@@ -43,7 +48,6 @@ MIB = 1 << 20
 DTYPE_BYTES = {'float32': 4, 'float16': 2, 'bfloat16': 2}
 PROMPT_TEMPLATE_TOKENS = 64  # system prompt, template and time/camera context
 CHARS_PER_TOKEN = 4  # question text, rough for English with a BPE vocabulary
-MAX_FRAME_PIXELS = 1920 * 1080  # the largest frame the activation estimate plans for
 FRAGMENTATION = 0.10  # allocator slack on the dynamic parts
 
 
@@ -217,35 +221,10 @@ def memory_state_bytes(
     return memories * stored * feature_dim * dtype_bytes
 
 
-def kv_cache_bytes(lm: LanguageModelShape, tokens: int, dtype_bytes: int) -> int:
-    """KV cache of one sequence of ``tokens`` (keys and values, every layer)."""
-    return lm.layers * 2 * lm.kv_heads * lm.head_dim * tokens * dtype_bytes
-
-
-def encoder_activation_bytes(enc: EncoderShape, batch: int, dtype_bytes: int) -> int:
-    """The encoder on a batch: uploaded frames and their float copies, the hidden states of
-    every layer (the backends ask for output_hidden_states) and one layer's workspace."""
-    frames = batch * MAX_FRAME_PIXELS * 3 * (1 + 4)  # uint8 upload + float32 resize input
-    kept = (enc.layers + 1) * enc.hidden
-    work = 6 * enc.hidden + 2 * enc.intermediate
-    return frames + batch * enc.tokens * (kept + work) * dtype_bytes
-
-
-def prefill_activation_bytes(lm: LanguageModelShape, tokens: int, dtype_bytes: int) -> int:
-    """One decoder layer over the whole prompt (SDPA attention) and last-token fp32 logits."""
-    per_token = 6 * lm.hidden + 3 * lm.intermediate + 2 * lm.heads * lm.head_dim
-    return tokens * per_token * dtype_bytes + 2 * lm.vocab * 4
-
-
 def remote_only(cfg: AppConfig) -> bool:
     """model.decoder=remote without a fallback: the robot keeps only the LM's embedding table
     (models/remote.py releases the rest after loading)."""
     return cfg.model.decoder == 'remote' and not cfg.model.remote.fallback
-
-
-def released_lm_bytes(lm: LanguageModelShape, dtype_bytes: int) -> int:
-    """The language model's weights but its input embedding table (what remote releases)."""
-    return (lm_parameters(lm) - lm.vocab * lm.hidden) * dtype_bytes
 
 
 def estimate(
@@ -404,14 +383,3 @@ def device_total_memory(index: int | None = None) -> int:
         return 0
     dev = torch.cuda.current_device() if index is None else index
     return int(torch.cuda.get_device_properties(dev).total_memory)
-
-
-def gpu_memory_used_peak(device: Any = None) -> tuple[int, int]:
-    """(allocated now, peak allocated) bytes of this process on a CUDA device; (0, 0) on CPU."""
-    import torch
-
-    if not torch.cuda.is_available() or (
-        device is not None and torch.device(device).type != 'cuda'
-    ):
-        return 0, 0
-    return int(torch.cuda.memory_allocated(device)), int(torch.cuda.max_memory_allocated(device))
