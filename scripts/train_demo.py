@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flash_vstream_ros.sim.world import World, WorldConfig  # noqa: E402
+from flash_vstream_ros.sim.world import World, WorldConfig
 
 TRAIN_SEEDS = (100, 101, 102, 103, 104, 105, 106, 107)
 EVAL_SEEDS = (200, 201, 202)  # held out: never trained on
@@ -50,11 +50,11 @@ def frame_times(seconds: float, step: float) -> np.ndarray:
 def cell_labels(labels: np.ndarray, grid: tuple[int, int], cover: float) -> np.ndarray:
     """(H, W) label map -> (h, w) int: object index + 1 covering >= cover of the cell, else 0."""
     h, w = grid
-    H, W = labels.shape
+    rows, cols = labels.shape
     out = np.zeros(grid, np.int64)
     for i in range(h):
         for j in range(w):
-            cell = labels[i * H // h : (i + 1) * H // h, j * W // w : (j + 1) * W // w]
+            cell = labels[i * rows // h : (i + 1) * rows // h, j * cols // w : (j + 1) * cols // w]
             counts = np.bincount(cell.ravel(), minlength=256)
             counts[0] = 0
             best = int(counts.argmax())
@@ -147,8 +147,10 @@ def main() -> int:
         xs.append(feats.reshape(-1, feats.shape[-1]).astype(np.float64))
         ys.append(targets[cells.reshape(-1)])
         ws.append(cells.reshape(-1))
-        print(f'seed {seed}: {len(times)} frames, {int((cells > 0).sum())} object cells '
-              f'({time.perf_counter() - t0:.1f} s)')
+        print(
+            f'seed {seed}: {len(times)} frames, {int((cells > 0).sum())} object cells '
+            f'({time.perf_counter() - t0:.1f} s)'
+        )
     x, y, lab = np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
     n_obj, n_bg = int((lab > 0).sum()), int((lab == 0).sum())
     weight = np.where(lab > 0, 0.5 / n_obj, 0.5 / n_bg) * len(lab)
@@ -169,11 +171,19 @@ def main() -> int:
         ridge=np.asarray(args.ridge),
     )
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
-    print(json.dumps({
-        'out': str(out), 'sha256': digest, 'bytes': out.stat().st_size,
-        'cells': len(lab), 'object_cells': n_obj, 'relative_fit_error': round(err, 4),
-        'seconds': round(time.perf_counter() - start, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                'out': str(out),
+                'sha256': digest,
+                'bytes': out.stat().st_size,
+                'cells': len(lab),
+                'object_cells': n_obj,
+                'relative_fit_error': round(err, 4),
+                'seconds': round(time.perf_counter() - start, 1),
+            }
+        )
+    )
     return 0
 
 

@@ -15,14 +15,19 @@ Question types (what the demo model can be asked; see models/demo.py for why the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 import re
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from flash_vstream_ros.sim.shapes import COLOURS
 from flash_vstream_ros.sim.world import World, WorldConfig
+
+if TYPE_CHECKING:
+    from flash_vstream_ros.models.base import VisionLanguageModel
 
 SEEN_Q = 'Which objects did the video show? Name each by colour and shape.'
 COLOUR_Q = 'What colour was the {shape} in the video?'
@@ -66,9 +71,7 @@ def sightings(world: World, times: Sequence[float]) -> Sightings:
     for t in times:
         for s in world.observe(float(t)).sightings:
             visible[s.name].append(float(t))
-    return Sightings(
-        tuple(visible), {k: tuple(v) for k, v in visible.items()}, float(times[-1])
-    )
+    return Sightings(tuple(visible), {k: tuple(v) for k, v in visible.items()}, float(times[-1]))
 
 
 def colours_named(text: str) -> list[str]:
@@ -86,8 +89,9 @@ def score_seen(kind: str, text: str, truth: set[str], sight: Sightings) -> list[
 
 def score_colour(name: str, text: str, sight: Sightings) -> Score:
     named = colours_named(text)
-    return Score('colour', name, True, bool(named) and named[0] == name.split()[0],
-                 sight.left_ago(name))
+    return Score(
+        'colour', name, True, bool(named) and named[0] == name.split()[0], sight.left_ago(name)
+    )
 
 
 # ask(question, last_s or None) -> answer text
@@ -119,3 +123,49 @@ def accuracy(scores: Sequence[Score]) -> float:
 def run_world(seed: int, seconds: float, step: float) -> tuple[World, np.ndarray]:
     world = World(WorldConfig(seed=seed))
     return world, np.arange(0.0, seconds, step)
+
+
+def balanced_accuracy(scores: Sequence[Score]) -> float:
+    """Mean of the hit rate on true items and the rejection rate on false ones (a constant
+    answer, 'all' or 'none', scores 0.5); one class only: plain accuracy."""
+    pos = [s for s in scores if s.truth]
+    neg = [s for s in scores if not s.truth]
+    if not pos or not neg:
+        return accuracy(scores)
+    return 0.5 * (accuracy(pos) + accuracy(neg))
+
+
+def evaluate(
+    model: VisionLanguageModel,
+    seed: int,
+    seconds: float = 120.0,
+    step: float = 1.0,
+    overrides: Mapping[str, object] | None = None,
+    now_s: float = 3.0,
+    colour_questions: bool = True,
+    max_new_tokens: int = 48,
+) -> tuple[list[Score], dict[str, str]]:
+    """One held-out run through the real engine: feed the world's frames, ask, score."""
+    from flash_vstream_ros.config import AppConfig, with_overrides
+    from flash_vstream_ros.engine import Engine
+    from flash_vstream_ros.engine.questions import Question
+    from flash_vstream_ros.stamps import to_ns
+
+    flat: dict[str, object] = {'engine.ingest_rate_hz': 0.0, 'engine.frame_queue_size': 10000}
+    flat.update(overrides or {})
+    engine = Engine(with_overrides(AppConfig(), flat), model)
+    engine.start()
+    try:
+        world, times = run_world(seed, seconds, step)
+        for t in times:
+            engine.submit_frame(world.render(float(t)), to_ns(float(t)), 'front')
+        if not engine.wait_idle(600.0):
+            raise TimeoutError('the engine did not ingest the run in 600 s')
+
+        def ask(question: str, last_s: float | None) -> str:
+            q = Question(question, last_s=last_s or 0.0, max_new_tokens=max_new_tokens)
+            return engine.ask(q).text
+
+        return score_run(ask, sightings(world, times), now_s, colour_questions)
+    finally:
+        engine.stop()
