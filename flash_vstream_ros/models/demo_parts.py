@@ -69,7 +69,9 @@ class LiteEncoder:
     def pixels(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         """RGB uint8 frames (H_i, W_i, 3) -> (B, 3, 224, 224), EfficientNet-Lite's scaling."""
         rows = [
-            cv2.resize(np.ascontiguousarray(f), (IMAGE_SIZE, IMAGE_SIZE), cv2.INTER_AREA)
+            cv2.resize(
+                np.ascontiguousarray(f), (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA
+            )
             for f in frames
         ]  # each (224, 224, 3)
         batch = torch.from_numpy(np.stack(rows)).permute(0, 3, 1, 2)  # (B, 3, S, S) uint8

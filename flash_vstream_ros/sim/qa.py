@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 import re
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -166,6 +165,6 @@ def evaluate(
             q = Question(question, last_s=last_s or 0.0, max_new_tokens=max_new_tokens)
             return engine.ask(q).text
 
-        return score_run(ask, sightings(world, times), now_s, colour_questions)
+        return score_run(ask, sightings(world, times.tolist()), now_s, colour_questions)
     finally:
         engine.stop()
