@@ -98,12 +98,17 @@ Asker = Callable[[str, 'float | None'], str]
 
 
 def score_run(
-    ask: Asker, sight: Sightings, now_s: float = 3.0, colour_questions: bool = True
+    ask: Asker,
+    sight: Sightings,
+    now_s: float = 3.0,
+    colour_questions: bool = True,
+    seen_last_s: float | None = None,
 ) -> tuple[list[Score], dict[str, str]]:
-    """Ask the questions of one run; (scores, question -> answer text)."""
+    """Ask the questions of one run; (scores, question -> answer text). ``seen_last_s``:
+    the 'seen' question's window (None: the whole memory; truth stays the whole run)."""
     answers: dict[str, str] = {}
     out: list[Score] = []
-    text = answers[SEEN_Q] = ask(SEEN_Q, None)
+    text = answers[SEEN_Q] = ask(SEEN_Q, seen_last_s)
     out += score_seen('seen', text, sight.seen(), sight)
     now_text = answers[f'{SEEN_Q} (last {now_s:g} s)'] = ask(SEEN_Q, now_s)
     out += score_seen('now', now_text, sight.seen(since=sight.end - now_s + 1e-9), sight)
@@ -143,6 +148,7 @@ def evaluate(
     now_s: float = 3.0,
     colour_questions: bool = True,
     max_new_tokens: int = 48,
+    seen_last_s: float | None = None,
 ) -> tuple[list[Score], dict[str, str]]:
     """One held-out run through the real engine: feed the world's frames, ask, score."""
     from flash_vstream_ros.config import AppConfig, with_overrides
@@ -165,6 +171,7 @@ def evaluate(
             q = Question(question, last_s=last_s or 0.0, max_new_tokens=max_new_tokens)
             return engine.ask(q).text
 
-        return score_run(ask, sightings(world, times.tolist()), now_s, colour_questions)
+        sight = sightings(world, times.tolist())
+        return score_run(ask, sight, now_s, colour_questions, seen_last_s)
     finally:
         engine.stop()
