@@ -77,6 +77,8 @@ PIP_ONLY = {
     'rosbags_image': ('rosbags-image', None),
     'av': ('av', None),
     'skvideo': ('scikit-video', None),
+    'llama_cpp': ('llama-cpp-python', None),
+    'efficientnet_lite_pytorch': ('efficientnet-lite-pytorch', None),
 }
 # pip distributions that a declared one always brings (a warning, not an error, when missing).
 BROUGHT_BY = {
