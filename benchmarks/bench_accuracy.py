@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from flash_vstream_ros.cli.demo_eval import evaluate
 from flash_vstream_ros.models.base import GenerationRequest, PromptContext
 from flash_vstream_ros.models.demo import DemoModel, load_demo
 from flash_vstream_ros.sim import qa
@@ -40,7 +41,7 @@ VARIANTS = ('default', 'newest', 'uniform')
 
 def run_default(model: DemoModel, seed: int, seconds: float, newest: bool) -> list[qa.Score]:
     """Through the engine; ``newest``: the 'seen' question sees only the last 1 s."""
-    scores, _ = qa.evaluate(
+    scores, _ = evaluate(
         model, seed, seconds, 1.0, colour_questions=False, seen_last_s=1.0 if newest else None
     )
     return scores

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from flash_vstream_ros.cli.demo_eval import evaluate
 from flash_vstream_ros.config import ModelConfig
 from flash_vstream_ros.errors import ConfigError
 from flash_vstream_ros.sim import qa
@@ -86,7 +87,7 @@ def test_encoder_gives_the_memory_map() -> None:
 def test_held_out_presence_above_chance(demo_model: object) -> None:
     """Through the real engine on a held-out seed: which objects are in view now, scored per
     object of the world against the frames of the last 3 s."""
-    scores, answers = qa.evaluate(demo_model, HELD_OUT_SEED, colour_questions=False)  # type: ignore[arg-type]
+    scores, answers = evaluate(demo_model, HELD_OUT_SEED, colour_questions=False)  # type: ignore[arg-type]
     now = [s for s in scores if s.kind == 'now']
     assert any(s.truth for s in now)
     assert any(not s.truth for s in now)

@@ -2,7 +2,7 @@
 
 A run: frames of ``World(seed)`` at ``times`` are fed to an engine (as the camera would); then
 questions are asked through ``Engine.ask`` and each answer is scored against what the frames
-showed. Pure scoring here; feeding and asking in :func:`run_questions` (no ROS).
+showed. Pure scoring here; feeding the engine and asking in flash_vstream_ros/cli/demo_eval.py.
 
 Question types (what the demo model can be asked; see models/demo.py for why these):
 * ``seen``: "Which objects did the video show?" over the whole memory. Scored per object of the
@@ -15,18 +15,14 @@ Question types (what the demo model can be asked; see models/demo.py for why the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 import re
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from flash_vstream_ros.sim.shapes import COLOURS
 from flash_vstream_ros.sim.world import World, WorldConfig
-
-if TYPE_CHECKING:
-    from flash_vstream_ros.models.base import VisionLanguageModel
 
 SEEN_Q = 'Which objects did the video show? Name each by colour and shape.'
 COLOUR_Q = 'What colour was the {shape} in the video?'
@@ -137,41 +133,3 @@ def balanced_accuracy(scores: Sequence[Score]) -> float:
     if not pos or not neg:
         return accuracy(scores)
     return 0.5 * (accuracy(pos) + accuracy(neg))
-
-
-def evaluate(
-    model: VisionLanguageModel,
-    seed: int,
-    seconds: float = 120.0,
-    step: float = 1.0,
-    overrides: Mapping[str, object] | None = None,
-    now_s: float = 3.0,
-    colour_questions: bool = True,
-    max_new_tokens: int = 48,
-    seen_last_s: float | None = None,
-) -> tuple[list[Score], dict[str, str]]:
-    """One held-out run through the real engine: feed the world's frames, ask, score."""
-    from flash_vstream_ros.config import AppConfig, with_overrides
-    from flash_vstream_ros.engine import Engine
-    from flash_vstream_ros.engine.questions import Question
-    from flash_vstream_ros.stamps import to_ns
-
-    flat: dict[str, object] = {'engine.ingest_rate_hz': 0.0, 'engine.frame_queue_size': 10000}
-    flat.update(overrides or {})
-    engine = Engine(with_overrides(AppConfig(), flat), model)
-    engine.start()
-    try:
-        world, times = run_world(seed, seconds, step)
-        for t in times:
-            engine.submit_frame(world.render(float(t)), to_ns(float(t)), 'front')
-        if not engine.wait_idle(600.0):
-            raise TimeoutError('the engine did not ingest the run in 600 s')
-
-        def ask(question: str, last_s: float | None) -> str:
-            q = Question(question, last_s=last_s or 0.0, max_new_tokens=max_new_tokens)
-            return engine.ask(q).text
-
-        sight = sightings(world, times.tolist())
-        return score_run(ask, sight, now_s, colour_questions, seen_last_s)
-    finally:
-        engine.stop()
