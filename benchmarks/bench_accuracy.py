@@ -8,7 +8,9 @@ at 640x480, one frame per second, fed to the real engine with the demo family
 Questions (flash_vstream_ros/sim/qa.py): "which objects did the video show?" over the whole
 memory ('seen', scored per object: colour named vs. visible in some frame; reported by how long
 before the question the object was last visible) and over the last 3 s ('now', balanced
-accuracy: a constant answer scores 0.5). Variants, all answered by the same model:
+accuracy: a constant answer scores 0.5), and "what colour was the <shape>?" for each seen object
+(default variant only; right when the first colour named is the object's). Variants, all
+answered by the same model:
 
 * ``default``: the default memory (STAR, config defaults) read out in full;
 * ``newest``: the newest frame only (the question's window is the last 1 s: one frame);
@@ -42,7 +44,7 @@ VARIANTS = ('default', 'newest', 'uniform')
 def run_default(model: DemoModel, seed: int, seconds: float, newest: bool) -> list[qa.Score]:
     """Through the engine; ``newest``: the 'seen' question sees only the last 1 s."""
     scores, _ = evaluate(
-        model, seed, seconds, 1.0, colour_questions=False, seen_last_s=1.0 if newest else None
+        model, seed, seconds, 1.0, colour_questions=not newest, seen_last_s=1.0 if newest else None
     )
     return scores
 
@@ -80,6 +82,9 @@ def summarise(scores: list[qa.Score]) -> dict[str, Any]:
     }
     if now:
         out['now_balanced'] = qa.balanced_accuracy(now)
+    colour = [s for s in scores if s.kind == 'colour']
+    if colour:
+        out['colour'] = [sum(s.right for s in colour), len(colour)]
     return out
 
 
@@ -120,8 +125,10 @@ def main() -> int:
 def table(result: dict[str, Any]) -> str:
     names = [b[2] for b in BUCKETS]
     lines = [
-        '| variant | seen: named/visible, ' + ' | '.join(names) + ' | seen acc | now (balanced) |',
-        '|---|' + '---|' * (len(names) + 2),
+        '| variant | seen: named/visible, '
+        + ' | '.join(names)
+        + ' | seen acc | now (balanced) | colour of a shape |',
+        '|---|' + '---|' * (len(names) + 3),
     ]
     for v, r in result.items():
         if v.startswith('_'):
@@ -131,7 +138,10 @@ def table(result: dict[str, Any]) -> str:
             right, n = r['by_left_ago'].get(name, [0, 0])
             cells.append(f'{right}/{n}' if n else '-')
         now = f'{r["now_balanced"]:.2f}' if 'now_balanced' in r else '-'
-        lines.append(f'| {v} | ' + ' | '.join(cells) + f' | {r["seen_acc"]:.2f} | {now} |')
+        colour = '{}/{}'.format(*r['colour']) if 'colour' in r else '-'
+        lines.append(
+            f'| {v} | ' + ' | '.join(cells) + f' | {r["seen_acc"]:.2f} | {now} | {colour} |'
+        )
     return '\n'.join(lines)
 
 
