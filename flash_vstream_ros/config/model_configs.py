@@ -17,6 +17,7 @@ from typing import Any
 from flash_vstream_ros.config.model_specs import (
     CLIP_L14_224,
     CLIP_L14_336,
+    DEMO,
     KNOWN_MODELS,
     TINY,
     V1_TURING_HIDDEN,
@@ -238,6 +239,8 @@ def find_spec(family: str, path: str) -> ModelSpec:
     else the table. Raises ConfigError naming the known ids."""
     if family == 'tiny':
         return TINY
+    if family == 'demo':
+        return DEMO
     folder = Path(path).expanduser()
     if path and folder.is_dir():
         local = spec_from_folder(folder, display_name(path))

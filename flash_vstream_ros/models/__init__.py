@@ -88,6 +88,14 @@ def load_model(cfg: ModelConfig) -> VisionLanguageModel:
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     model: FlashVStreamModel | LlavaModel | QwenVLModel
+    if cfg.family == 'demo':  # real parts from PyPI wheels; answers on llama.cpp
+        if cfg.decoder != 'torch':
+            raise ConfigError(
+                'model.family demo brings its own decoder: leave model.decoder torch'
+            )
+        from flash_vstream_ros.models.demo import load_demo
+
+        return load_demo(cfg.path, device)
     if cfg.decoder == 'gguf':  # the language model is a GGUF file, the rest in its sidecar
         from flash_vstream_ros.models.gguf_family import load_gguf_family
 

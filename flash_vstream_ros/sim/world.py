@@ -132,6 +132,11 @@ class World:
         image = self._draw(t, labels)
         return Frame(t=t, image=image, sightings=self._sightings(t, labels))
 
+    def labelled(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """(image (H, W, 3) uint8, label map (H, W) uint8): 0 background, i + 1 object i."""
+        labels = np.zeros((self.config.height, self.config.width), np.uint8)  # (H, W)
+        return self._draw(t, labels), labels
+
     def _polygons(self, t: float) -> list[tuple[int, np.ndarray]]:
         scale = float(self.config.height)
         offset = self.camera_x(t)
