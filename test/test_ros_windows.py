@@ -65,6 +65,9 @@ def node(tmp_path_factory: pytest.TempPathFactory, tiny_cache_dir: Path) -> Iter
             'model.cache_dir': str(tiny_cache_dir),
             'model.device': 'cpu',
             'engine.ingest_rate_hz': 0.0,
+            # all FRAMES fit the queue: published at 50 Hz they outrun the encoder on a loaded
+            # machine, and the default 8 (drop-oldest) left fewer than 3/4 of them in memory
+            'engine.frame_queue_size': 2 * FRAMES,
             'generation.max_new_tokens': 2,
             'ros.image_topics': [FRONT, ODD],
             'ros.compressed_topics': [],
