@@ -220,7 +220,7 @@ def test_no_fallback_once_the_answer_has_started(
 
 def test_positions_refused(local: FlashVStreamModel, fake: FakeOpenAI) -> None:
     decoder = remote(local, fake.url)
-    with pytest.raises(ModelError, match='M-RoPE positions cannot be sent'):
+    with pytest.raises(ModelError, match=r'M-RoPE.*positions cannot be sent'):
         decoder.generate([[1, 2]], GREEDY, positions=torch.zeros(3, 2, dtype=torch.long))
     assert fake.requests == []
 

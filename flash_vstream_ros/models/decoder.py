@@ -22,11 +22,21 @@ from typing import Any, Protocol
 
 import torch
 
+from flash_vstream_ros.errors import ModelError
 from flash_vstream_ros.models.base import Generation, GenerationRequest, StopCheck, TokenCallback
 from flash_vstream_ros.models.generate import generate
 
 # One part of a prompt: token ids, or embedding rows (N, H) in the language model's input space.
 PromptPart = list[int] | torch.Tensor
+
+
+def refuse_positions(positions: torch.Tensor | None, decoder: str, why: str) -> None:
+    """The ModelError of a decoder that numbers prompt rows 0..T-1 when given ``positions``."""
+    if positions is not None:
+        raise ModelError(
+            f'model.decoder={decoder} cannot answer with explicit rotary positions (Qwen2-VL '
+            f'M-RoPE): {why}; use model.decoder torch for the qwen2_vl family'
+        )
 
 
 class TextDecoder(Protocol):

@@ -38,7 +38,7 @@ import torch
 
 from flash_vstream_ros.errors import CheckpointError, ConfigError, ModelError
 from flash_vstream_ros.models.base import Generation, GenerationRequest, StopCheck, TokenCallback
-from flash_vstream_ros.models.decoder import PromptPart
+from flash_vstream_ros.models.decoder import PromptPart, refuse_positions
 from flash_vstream_ros.models.generate import TextStream, pick_token
 from flash_vstream_ros.models.gguf_file import GgufVocab, TokenTable
 
@@ -178,11 +178,7 @@ class GgufDecoder:
         should_stop: StopCheck | None = None,
         positions: torch.Tensor | None = None,
     ) -> Generation:
-        if positions is not None:
-            raise ModelError(
-                'the gguf decoder cannot take explicit rotary positions (Qwen2-VL M-RoPE): '
-                'llama.cpp numbers prompt rows 0..T-1; use model.decoder=torch for qwen2_vl'
-            )
+        refuse_positions(positions, 'gguf', 'llama.cpp numbers prompt rows 0..T-1')
         rows = self.embed(prompt)  # (T, H)
         if len(rows) == 0:
             raise ModelError('empty prompt')

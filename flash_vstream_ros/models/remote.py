@@ -32,7 +32,7 @@ import torch
 from flash_vstream_ros.config import RemoteConfig
 from flash_vstream_ros.errors import ConfigError, ModelError
 from flash_vstream_ros.models.base import Generation, GenerationRequest, StopCheck, TokenCallback
-from flash_vstream_ros.models.decoder import PromptPart, TextDecoder
+from flash_vstream_ros.models.decoder import PromptPart, TextDecoder, refuse_positions
 from flash_vstream_ros.models.remote_http import Endpoint, EventStream, RemoteError, get_json
 
 log = logging.getLogger(__name__)
@@ -116,11 +116,9 @@ class RemoteDecoder:
         should_stop: StopCheck | None = None,
         positions: torch.Tensor | None = None,
     ) -> Generation:
-        if positions is not None:
-            raise ModelError(
-                'model.decoder=remote cannot answer this model: its M-RoPE positions cannot '
-                'be sent as prompt embeddings (use model.decoder torch)'
-            )
+        refuse_positions(
+            positions, 'remote', 'M-RoPE positions cannot be sent as prompt embeddings'
+        )
         streamed = [False]
 
         def forward(piece: str, tokens: int) -> None:
