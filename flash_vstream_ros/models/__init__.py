@@ -88,7 +88,7 @@ def load_model(cfg: ModelConfig) -> VisionLanguageModel:
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     model: FlashVStreamModel | LlavaModel | QwenVLModel
-    if cfg.family == 'demo':  # real parts from PyPI wheels; answers on llama.cpp
+    if cfg.family == 'demo':  # real parts from PyPI wheels; answers with its own torch LM
         if cfg.decoder != 'torch':
             raise ConfigError(
                 'model.family demo brings its own decoder: leave model.decoder torch'

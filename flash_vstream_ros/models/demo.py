@@ -1,21 +1,22 @@
 """The demo family: real frozen parts, one small trained projector (model.family: demo).
 
-EfficientNet-Lite0 (ImageNet, frozen) encodes each frame into a (7, 7, 320) map; the project's
-memory keeps and compresses those maps like any encoder's; at answer time a linear projector
-turns every memory token into two rows in SmolLM2-135M-Instruct's input space (a "colour word"
-row and a "shape word" row), and the frozen instruct LM answers on llama.cpp (GgufDecoder).
+EfficientNet-Lite0 (ImageNet, frozen) encodes each frame into a (7, 7, 472) map (three of its
+blocks, demo_parts.TAPS); the project's memory keeps and compresses those maps like any
+encoder's. At answer time the projector reads every memory token with two linear softmax heads
+trained by scripts/train_demo.py (multinomial logistic regression on labelled cells): a colour
+head and a shape head over the world's words plus background. Its output space is a codebook of
+the LM's own word embeddings: the tokens of one colour are one object (the world gives each
+object its own colour), named by the shape their heads favour together, and become the input
+rows of its words (' red ball'), once, in the order the readout first shows it (a 681-token
+memory holds the same object in many tokens); background tokens are dropped.
+SmolLM2-135M-Instruct (torch, with the low-rank adapter of models/demo_lm.py merged) then reads
+the memory as words, e.g. "red arrow, blue cross", and answers.
 
-The projector is trained by scripts/train_demo.py (ridge regression, closed form): feature
-vectors of patches that show an object map to the LM's own input embeddings of that object's
-words (' red', ' ball'), background patches to the embedding of '.'. Being linear, it maps a
-memory token that averages patches (a centroid, a pooled cell) to the same average of rows.
-Each projected row is then snapped to the nearest of the LM's own input embeddings (cosine,
-over the whole vocabulary: a discrete bottleneck; unsnapped rows made the frozen LM answer
-nothing, measured on seed 200), and rows of empty patches are dropped (``PRUNE``).
-The LM then reads the memory almost like text, e.g. "red arrow blue cross . green". Questions
-that it answers this way: which objects it saw (it copies the words); what it cannot do is
-compare or count (a frozen 135M model answers yes/no presence questions at chance even from
-plain text: measured in scripts/train_demo.py's docstring).
+The discrete bottleneck is deliberate: an earlier ridge projector onto unsnapped rows made the
+frozen LM answer nothing, and snapping to the whole vocabulary named the right colour for half
+of the object cells only. The frozen 135M LM does not answer from the words either (it answers
+yes/no presence questions at chance even from plain text), hence the adapter
+(scripts/train_demo_adapter.py); the questions and answers are in sim/demo_talk.py.
 """
 
 from __future__ import annotations
@@ -38,64 +39,100 @@ from flash_vstream_ros.models.base import (
     StopCheck,
     TokenCallback,
 )
-from flash_vstream_ros.models.demo_parts import FEATURE_DIM, GRID, LiteEncoder, smollm2_gguf
+from flash_vstream_ros.models.demo_lm import ADAPTER, load_smollm2, merge_adapter
+from flash_vstream_ros.models.demo_parts import FEATURE_DIM, GRID, LiteEncoder
 from flash_vstream_ros.models.prompt import user_text
+from flash_vstream_ros.sim.demo_talk import readout_text
 
 log = logging.getLogger(__name__)
-PROJECTOR = Path(__file__).with_name('demo_projector.npz')  # trained, fp16, in the repository
-ROWS_PER_TOKEN = 2  # colour row, shape row
-PRUNE = 0.8  # cosine to the background row above which a token is dropped
+PROJECTOR = Path(__file__).with_name('demo_projector.npz')  # trained, in the repository
+BACKGROUND = '.'  # class 0 of both heads
 PROMPT_BEFORE = '<|im_start|>user\nThe video showed:'
 PROMPT_AFTER = '\n{question}<|im_end|>\n<|im_start|>assistant\n'
 
 
 class DemoProjector:
-    """(N, 320) memory tokens -> (M * 2, H) rows: x @ W + b, W (320, 2H) from the npz.
+    """(N, 472) memory tokens -> the objects they show, as words of the LM's vocabulary.
 
-    Tokens whose colour row lies within ``prune`` (cosine) of the background row (the
-    embedding of '.', the projector's target for empty patches) are dropped: the LM reads
-    only the rows that show something (at least one row pair is always kept).
+    ``weight`` (D, C + S) and ``bias`` (C + S,) hold the colour head's C logits, then the shape
+    head's S (standardisation folded in); ``colours[0]`` and ``shapes[0]`` are background. A
+    token shows a colour when its background probability is at most ``background_max`` (memory
+    tokens average an object with its surroundings: plain argmax calls most of them background);
+    the world gives every object its own colour, so the tokens of one colour are one object,
+    named by the shape that their shape probabilities favour together. A colour shown by fewer
+    than ``min_count`` tokens is dropped.
     """
 
     def __init__(
-        self, weight: np.ndarray, bias: np.ndarray, background: np.ndarray, prune: float
+        self,
+        weight: np.ndarray,
+        bias: np.ndarray,
+        colours: Sequence[str],
+        shapes: Sequence[str],
+        background_max: float = 0.9,
+        min_count: int = 1,
     ) -> None:
-        self.weight = torch.from_numpy(weight.astype(np.float32))  # (D, 2H)
-        self.bias = torch.from_numpy(bias.astype(np.float32))  # (2H,)
-        self.hidden = int(self.weight.shape[1]) // ROWS_PER_TOKEN
-        self.background = torch.from_numpy(background.astype(np.float32))  # (H,)
-        self.prune = prune
-        self.snap: torch.Tensor | None = None  # (V, H) the LM's input embeddings, when set
+        if weight.shape[1] != len(colours) + len(shapes) or bias.shape != (weight.shape[1],):
+            raise CheckpointError(
+                f'projector heads {weight.shape}/{bias.shape} do not match '
+                f'{len(colours)} colours + {len(shapes)} shapes'
+            )
+        self.weight = torch.from_numpy(weight.astype(np.float32))  # (D, C + S)
+        self.bias = torch.from_numpy(bias.astype(np.float32))  # (C + S,)
+        self.colours, self.shapes = list(colours), list(shapes)
+        self.background_max, self.min_count = background_max, min_count
 
-    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+    def probabilities(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, D) tokens -> colour (N, C) and shape (N, S) probabilities (index 0: background)."""
         x = tokens.detach().to('cpu', torch.float32)  # (N, D)
-        pairs = (x @ self.weight + self.bias).reshape(len(x), ROWS_PER_TOKEN, self.hidden)
-        if self.prune < 1.0 and len(x):
-            cos = torch.nn.functional.cosine_similarity(pairs[:, 0], self.background[None], -1)
-            keep = cos < self.prune  # (N,)
-            if not bool(keep.any()):
-                keep[int(cos.argmin())] = True
-            pairs = pairs[keep]
-        rows = pairs.reshape(-1, self.hidden)  # (2M, H)
-        if self.snap is not None:  # each row -> the nearest input embedding (cosine)
-            table = self.snap / self.snap.norm(dim=1, keepdim=True)  # (V, H)
-            rows = self.snap[(rows @ table.T).argmax(1)]
-        return rows  # (2M, H): colour, shape, colour, shape, ...
+        logits = x @ self.weight + self.bias  # (N, C + S)
+        c = len(self.colours)
+        return logits[:, :c].softmax(1), logits[:, c:].softmax(1)
+
+    def colour_of(self, colour_p: torch.Tensor) -> torch.Tensor:
+        """(N, C) -> (N,) int64: the likeliest colour, 0 where background is too likely."""
+        colour = colour_p[:, 1:].argmax(1) + 1
+        colour[colour_p[:, 0] > self.background_max] = 0
+        return colour
+
+    def objects(self, tokens: torch.Tensor) -> list[str]:
+        """The objects the tokens show ('red ball'), each once, in order of first showing."""
+        colour_p, shape_p = self.probabilities(tokens)
+        colour = self.colour_of(colour_p)  # (N,)
+        found = []
+        for c in dict.fromkeys(colour.tolist()):
+            mine = colour == c
+            if c and int(mine.sum()) >= self.min_count:
+                shape = int(shape_p[mine, 1:].sum(0).argmax()) + 1
+                found.append(f'{self.colours[c]} {self.shapes[shape]}')
+        return found
+
+    def text(self, tokens: torch.Tensor) -> str:
+        """What the LM reads: 'red ball, blue cross' (or 'nothing')."""
+        return readout_text(self.objects(tokens))
 
 
-def load_projector(path: Path, prune: float = PRUNE) -> tuple[DemoProjector, dict[str, Any]]:
+def load_projector(path: Path) -> tuple[DemoProjector, dict[str, Any]]:
     """The projector and its metadata; ConfigError when the file is missing."""
     if not path.is_file():
         raise ConfigError(
             f'the demo projector {path} is missing: regenerate it with '
             f'python scripts/train_demo.py --out {path}'
         )
-    with np.load(path, allow_pickle=False) as data:
-        weight, bias, background = data['weight'], data['bias'], data['background']
-        meta = {k: data[k].tolist() for k in data.files if k not in ('weight', 'bias')}
-    if weight.shape[0] != FEATURE_DIM or weight.shape[1] % ROWS_PER_TOKEN:
-        raise CheckpointError(f'{path}: projector weight of shape {weight.shape}')
-    return DemoProjector(weight, bias, background, prune), meta
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        weight, bias = arrays.pop('weight'), arrays.pop('bias')
+        colours, shapes = arrays.pop('colours').tolist(), arrays.pop('shapes').tolist()
+    except (KeyError, ValueError, OSError) as exc:
+        raise CheckpointError(f'{path} is not a demo projector: {exc}') from exc
+    if weight.ndim != 2 or weight.shape[0] != FEATURE_DIM:
+        raise CheckpointError(
+            f'{path}: projector weight of shape {weight.shape}, the encoder gives {FEATURE_DIM}'
+        )
+    meta = {k: v.tolist() for k, v in arrays.items()}
+    rule = float(meta.get('background_max', 0.9)), int(meta.get('min_count', 1))
+    return DemoProjector(weight, bias, colours, shapes, *rule), meta
 
 
 def sha256(path: Path) -> str:
@@ -103,37 +140,31 @@ def sha256(path: Path) -> str:
 
 
 class DemoModel:
-    """EfficientNet-Lite0 -> memory -> linear projector -> SmolLM2-135M-Instruct (llama.cpp)."""
+    """EfficientNet-Lite0 -> memory -> word projector -> SmolLM2-135M-Instruct + adapter."""
 
     family = 'demo'
     feature_grid = GRID
     feature_dim = FEATURE_DIM
 
-    def __init__(
-        self, projector_path: Path, device: torch.device, n_threads: int = 0, n_ctx: int = 4096
-    ) -> None:
-        from flash_vstream_ros.models.gguf import GgufDecoder
+    def __init__(self, projector_path: Path, adapter_path: Path | None = ADAPTER) -> None:
+        from flash_vstream_ros.models.decoder import TorchDecoder
+        from flash_vstream_ros.models.llava import eos_ids
 
         start = time.perf_counter()
-        self.device, self.dtype = device, torch.float32
+        self.device, self.dtype = torch.device('cpu'), torch.float32
         self.projector, self.meta = load_projector(projector_path)
-        self.encoder = LiteEncoder(device)
-        self.decoder = GgufDecoder(
-            smollm2_gguf(), n_gpu_layers=0, n_ctx=n_ctx, n_threads=n_threads
+        self.encoder = LiteEncoder(self.device)
+        self.lm, self.tokenizer = load_smollm2()
+        self.adapter = merge_adapter(self.lm, adapter_path) if adapter_path else None
+        self.decoder = TorchDecoder(self.lm, self.tokenizer, eos_ids(self.lm, self.tokenizer))
+        self.name = (
+            f'demo ({projector_path.name}, {adapter_path.name if adapter_path else "frozen LM"})'
         )
-        table = self.decoder.table
-        self.projector.snap = torch.from_numpy(table.rows(list(range(table.vocab))))  # (V, H)
-        if self.decoder.n_embd != self.projector.hidden:
-            raise CheckpointError(
-                f'{projector_path}: projector width {self.projector.hidden}, the LM '
-                f'{self.decoder.n_embd}'
-            )
-        self.name = f'demo ({projector_path.name})'
         self.load_s = time.perf_counter() - start
-        log.info('loaded the demo model (%s) in %.1f s', projector_path, self.load_s)
+        log.info('loaded the %s model in %.1f s', self.name, self.load_s)
 
     def encode(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
-        return self.encoder(frames)  # (B, 7, 7, 320)
+        return self.encoder(frames)  # (B, 7, 7, 472)
 
     def memory_qk(self) -> tuple[torch.nn.Module, torch.nn.Module] | None:
         return None
@@ -144,9 +175,11 @@ class DemoModel:
     def prompt_ids(
         self, question: str, context: PromptContext, time_context: bool
     ) -> tuple[list[int], list[int]]:
-        vocab = self.decoder.vocab
         after = PROMPT_AFTER.format(question=user_text(question, context, time_context))
-        return vocab.encode(PROMPT_BEFORE, False), vocab.encode(after, False)
+        return self.ids(PROMPT_BEFORE), self.ids(after)
+
+    def ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)['input_ids'])
 
     def answer(
         self,
@@ -157,21 +190,24 @@ class DemoModel:
         on_token: TokenCallback | None = None,
         should_stop: StopCheck | None = None,
     ) -> Generation:
-        """Answer from memory tokens (N, 320): 2N rows between the prompt's two halves."""
+        """Answer from memory tokens (N, 472): the words they show between the prompt's two
+        halves (the decoder embeds them with the LM's own input table)."""
         before, after = self.prompt_ids(question, context, request.time_context)
-        rows = self.projector(tokens)  # (2N, H)
-        return self.decoder.generate([before, rows, after], request, on_token, should_stop)
+        words = self.ids(' ' + self.projector.text(tokens))
+        return self.decoder.generate([before, words, after], request, on_token, should_stop)
 
     def parameter_bytes(self) -> int:
-        gguf = smollm2_gguf().stat().st_size
-        return self.encoder.parameter_bytes() + gguf + self.projector.weight.numel() * 4
+        lm = sum(p.numel() * p.element_size() for p in self.lm.parameters())
+        heads = self.projector.weight.numel() + self.projector.bias.numel()
+        return self.encoder.parameter_bytes() + lm + heads * 4
 
     def close(self) -> None:
         self.decoder.close()
+        self.lm = None
 
 
 def load_demo(path: str, device: torch.device) -> DemoModel:
     """model.family demo: ``path`` is the projector file ('' = the one in the package)."""
     if device.type != 'cpu':
-        log.info('the demo family runs on the CPU (llama.cpp CPU build); ignoring %s', device)
-    return DemoModel(Path(path).expanduser() if path else PROJECTOR, torch.device('cpu'))
+        log.info('the demo family runs on the CPU (a 135M LM); ignoring %s', device)
+    return DemoModel(Path(path).expanduser() if path else PROJECTOR)

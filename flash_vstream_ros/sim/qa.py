@@ -2,13 +2,17 @@
 
 A run: frames of ``World(seed)`` at ``times`` are fed to an engine (as the camera would); then
 questions are asked through ``Engine.ask`` and each answer is scored against what the frames
-showed. Pure scoring here; feeding the engine and asking in flash_vstream_ros/cli/demo_eval.py.
+showed. Pure scoring here; feeding the engine and asking in flash_vstream_ros/cli/demo_eval.py;
+the question texts are the demo model's (sim/demo_talk.py).
 
-Question types (what the demo model can be asked; see models/demo.py for why these):
-* ``seen``: "Which objects did the video show?" over the whole memory. Scored per object of the
-  world: did the answer name its colour, and had the object been visible in any fed frame.
-* ``now``: the same question over the last ``now_s`` seconds of memory (``Question.last_s``):
-  truth is the objects visible in that window.
+Question types, each scored per object:
+* ``seen``: "Which objects did the video show?" over the whole memory: is the object's name
+  ('red ball') in the answer, against whether any fed frame showed it.
+* ``present``: "Was there a <name> in the video? Answer yes or no." for each object of the world
+  and for ``ABSENT`` names the world does not hold (a colour of one object with the shape of
+  another): does the answer start with yes.
+* ``now``: "Is the <name> in view now?" over the last ``now_s`` seconds of memory
+  (``Question.last_s``), for the same names: truth is the frames of that window.
 * ``colour``: "What colour was the <shape>?" for each seen object: right when the answer names
   its colour first among all colour words.
 """
@@ -21,11 +25,11 @@ import re
 
 import numpy as np
 
+from flash_vstream_ros.sim.demo_talk import COLOUR_Q, IN_VIEW_Q, PRESENT_Q, SEEN_Q
 from flash_vstream_ros.sim.shapes import COLOURS
 from flash_vstream_ros.sim.world import World, WorldConfig
 
-SEEN_Q = 'Which objects did the video show? Name each by colour and shape.'
-COLOUR_Q = 'What colour was the {shape} in the video?'
+ABSENT = 3  # names asked about that the world does not hold
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class Sightings:
 class Score:
     """One scored item: a question type, an object, what was true and what the answer said."""
 
-    kind: str  # 'seen' | 'now' | 'colour'
+    kind: str  # 'seen' | 'present' | 'now' | 'colour'
     obj: str
     truth: bool  # seen / in the window (colour: always True)
     said: bool  # named (colour: the right colour named first)
@@ -75,17 +79,33 @@ def colours_named(text: str) -> list[str]:
     return [w for w in words if w in COLOURS]
 
 
+def named(text: str, name: str) -> bool:
+    """Does the text name the object ('red ball'), colour and shape together?"""
+    return bool(re.search(rf'\b{name}\b', text.lower()))
+
+
+def said_yes(text: str) -> bool:
+    return text.strip().lower().startswith('yes')
+
+
+def absent_names(names: Sequence[str], count: int = ABSENT) -> list[str]:
+    """``count`` names the world does not hold: object k's colour with object k+1's shape."""
+    out: list[str] = []
+    for k in range(len(names)):
+        name = f'{names[k].split()[0]} {names[(k + 1) % len(names)].split()[1]}'
+        if name not in names and len(out) < count:
+            out.append(name)
+    return out
+
+
 def score_seen(kind: str, text: str, truth: set[str], sight: Sightings) -> list[Score]:
-    named = set(colours_named(text))
-    return [
-        Score(kind, n, n in truth, n.split()[0] in named, sight.left_ago(n)) for n in sight.names
-    ]
+    return [Score(kind, n, n in truth, named(text, n), sight.left_ago(n)) for n in sight.names]
 
 
 def score_colour(name: str, text: str, sight: Sightings) -> Score:
-    named = colours_named(text)
+    said = colours_named(text)
     return Score(
-        'colour', name, True, bool(named) and named[0] == name.split()[0], sight.left_ago(name)
+        'colour', name, True, bool(said) and said[0] == name.split()[0], sight.left_ago(name)
     )
 
 
@@ -101,17 +121,25 @@ def score_run(
     seen_last_s: float | None = None,
 ) -> tuple[list[Score], dict[str, str]]:
     """Ask the questions of one run; (scores, question -> answer text). ``seen_last_s``:
-    the 'seen' question's window (None: the whole memory; truth stays the whole run)."""
+    the window of the whole-run questions (None: the whole memory; truth stays the whole run)."""
     answers: dict[str, str] = {}
     out: list[Score] = []
     text = answers[SEEN_Q] = ask(SEEN_Q, seen_last_s)
     out += score_seen('seen', text, sight.seen(), sight)
-    now_text = answers[f'{SEEN_Q} (last {now_s:g} s)'] = ask(SEEN_Q, now_s)
-    out += score_seen('now', now_text, sight.seen(since=sight.end - now_s + 1e-9), sight)
+    seen, now = sight.seen(), sight.seen(since=sight.end - now_s + 1e-9)
+    for name in [*sight.names, *absent_names(sight.names)]:
+        q = PRESENT_Q.format(name=name)
+        answers[q] = ask(q, seen_last_s)
+        out.append(
+            Score('present', name, name in seen, said_yes(answers[q]), sight.left_ago(name))
+        )
+        q = IN_VIEW_Q.format(name=name)
+        answers[f'{q} (last {now_s:g} s)'] = reply = ask(q, now_s)
+        out.append(Score('now', name, name in now, said_yes(reply), sight.left_ago(name)))
     if colour_questions:
-        for name in sorted(sight.seen()):
+        for name in sorted(seen):
             q = COLOUR_Q.format(shape=name.split()[1])
-            answers[q] = ask(q, None)
+            answers[q] = ask(q, seen_last_s)
             out.append(score_colour(name, answers[q], sight))
     return out, answers
 
@@ -120,8 +148,12 @@ def accuracy(scores: Sequence[Score]) -> float:
     return sum(s.right for s in scores) / len(scores) if scores else float('nan')
 
 
-def run_world(seed: int, seconds: float, step: float) -> tuple[World, np.ndarray]:
-    world = World(WorldConfig(seed=seed))
+def run_world(
+    seed: int, seconds: float, step: float, config: WorldConfig | None = None
+) -> tuple[World, np.ndarray]:
+    """The world of ``seed`` (``config``'s other fields) and the times of its fed frames."""
+    base = config or WorldConfig()
+    world = World(WorldConfig(**{**base.__dict__, 'seed': seed}))
     return world, np.arange(0.0, seconds, step)
 
 
