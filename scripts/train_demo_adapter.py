@@ -6,7 +6,7 @@
 The frozen SmolLM2-135M-Instruct reads the projector's words ("The video showed: yellow ball,
 cyan diamond") but does not answer from them: asked which objects it saw it names a blue ball
 and a green ball; asked yes/no about an object it answers at chance. So, as LLaVA does when a
-projector alone is not enough, a low-rank adapter (rank ``--rank`` on v/o/up/down of the top
+projector alone is not enough, a low-rank adapter (rank ``--rank`` on q/k/v/o/up/down of the top
 ``--layers`` decoder layers) is trained with the LM's own loss on the answer tokens. The
 projector's output space is discrete (its words), so the training readouts are sampled lists
 of objects in those words (flash_vstream_ros/sim/demo_talk.py), each with one question of the
@@ -106,9 +106,9 @@ def held_out(lm: Any, tokenizer: Any, n: int, seed: int) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--out', default='flash_vstream_ros/models/demo_adapter.npz')
-    ap.add_argument('--steps', type=int, default=300)
-    ap.add_argument('--batch', type=int, default=16)
-    ap.add_argument('--lr', type=float, default=1e-3)
+    ap.add_argument('--steps', type=int, default=400)
+    ap.add_argument('--batch', type=int, default=8)
+    ap.add_argument('--lr', type=float, default=2e-3)
     ap.add_argument('--rank', type=int, default=8)
     ap.add_argument('--layers', type=int, default=12, help='adapt the top N decoder layers')
     ap.add_argument('--seed', type=int, default=0)

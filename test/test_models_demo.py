@@ -110,7 +110,6 @@ def test_the_demo_language() -> None:
     assert demo_talk.listing([]) == 'Nothing.'
     assert demo_talk.colour_reply(objects, 'ball') == 'Red and blue.'
     assert demo_talk.colour_reply(objects, 'arrow') == 'I did not see an arrow.'
-    assert demo_talk.shape_reply(objects, 'orange') == 'A cross.'
     assert demo_talk.readout_text([]) == 'nothing'
     a = [demo_talk.sample_question(np.random.default_rng(3), objects) for _ in range(2)]
     assert a[0] == a[1]  # seeded: the training data reproduces

@@ -23,9 +23,15 @@ from flash_vstream_ros.models.demo_parts import INSTALL, smollm2_gguf
 
 log = logging.getLogger(__name__)
 ADAPTER = Path(__file__).with_name('demo_adapter.npz')  # trained, in the repository
-# the adapted linear layers of each adapted decoder layer (no q/k: llama.cpp's GGUF permutes
-# those rows for its rotary layout, so an adapter on them would not carry over to a GGUF)
-MODULES = ('self_attn.v_proj', 'self_attn.o_proj', 'mlp.up_proj', 'mlp.down_proj')
+# the adapted linear layers of each adapted decoder layer (the file names each one it holds)
+MODULES = (
+    'self_attn.q_proj',
+    'self_attn.k_proj',
+    'self_attn.v_proj',
+    'self_attn.o_proj',
+    'mlp.up_proj',
+    'mlp.down_proj',
+)
 
 
 def load_smollm2() -> tuple[Any, Any]:
