@@ -35,10 +35,11 @@ MISSING = [
 needs_parts = pytest.mark.skipif(bool(MISSING), reason=f'not installed: {MISSING}')
 pytestmark = [pytest.mark.model]
 HELD_OUT_SEED = 200  # scripts/train_demo.py trains on 1000..1047
-# balanced accuracy of yes/no "was there a <name> in the video?" on the held-out seed (the
-# world's 6 objects and 3 names it does not hold; a constant answer scores 0.5). Measured:
-# README, "Demo model".
-PRESENT_THRESHOLD = 0.75
+# balanced accuracy of yes/no "was there a <name> in the video?" on the held-out seed, 120 s
+# (the world's 6 objects and 3 names it does not hold; a constant answer scores 0.50).
+# Measured 0.75 (5 of 6 true, 2 of 3 false right; 2026-12-03); one more wrong answer on a true
+# object gives 0.67 and passes, two give 0.58 and fail.
+PRESENT_THRESHOLD = 0.6
 
 
 @pytest.fixture(scope='module')
