@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flash_vstream_ros.models.demo import PROMPT_AFTER, PROMPT_BEFORE
+from flash_vstream_ros.models.demo import PROMPT_AFTER, PROMPT_BEFORE, readout_text
 from flash_vstream_ros.models.demo_lm import MODULES, load_smollm2, module
 from flash_vstream_ros.sim import demo_talk
 
@@ -39,7 +39,7 @@ def encode(tokenizer: Any, objects: list[str], question: str) -> list[int]:
     """The prompt's ids exactly as DemoModel.answer builds them."""
     parts = (
         PROMPT_BEFORE,
-        ' ' + demo_talk.readout_text(objects),
+        ' ' + readout_text(objects),
         PROMPT_AFTER.format(question=question),
     )
     return [i for part in parts for i in tokenizer(part, add_special_tokens=False)['input_ids']]

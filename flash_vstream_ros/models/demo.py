@@ -42,13 +42,17 @@ from flash_vstream_ros.models.base import (
 from flash_vstream_ros.models.demo_lm import ADAPTER, load_smollm2, merge_adapter
 from flash_vstream_ros.models.demo_parts import FEATURE_DIM, GRID, LiteEncoder
 from flash_vstream_ros.models.prompt import user_text
-from flash_vstream_ros.sim.demo_talk import readout_text
 
 log = logging.getLogger(__name__)
 PROJECTOR = Path(__file__).with_name('demo_projector.npz')  # trained, in the repository
 BACKGROUND = '.'  # class 0 of both heads
 PROMPT_BEFORE = '<|im_start|>user\nThe video showed:'
 PROMPT_AFTER = '\n{question}<|im_end|>\n<|im_start|>assistant\n'
+
+
+def readout_text(objects: Sequence[str]) -> str:
+    """What the LM reads after 'The video showed:': 'red ball, blue cross' or 'nothing'."""
+    return ', '.join(objects) or 'nothing'
 
 
 class DemoProjector:

@@ -2,7 +2,8 @@
 about it, and the answers the adapter is trained to give (scripts/train_demo_adapter.py).
 
 A readout is a list of objects ('red ball', ...) in the words the projector emits
-(models/demo.py); ``reply`` gives the right answer to a question about it. Pure functions: the
+(models/demo.py, which also writes it into the prompt); ``sample_question`` gives a question
+about it with its right answer. Pure functions: the
 training script samples readouts, the benchmark and the demo ask the same question texts of the
 real model and score its answers with sim/qa.py.
 """
@@ -83,8 +84,3 @@ def _probe(rng: np.random.Generator, objects: Sequence[str]) -> str:
         s = _pick(rng, [o.split()[1] for o in objects], SHAPES)
         if f'{c} {s}' not in objects:
             return f'{c} {s}'
-
-
-def readout_text(objects: Sequence[str]) -> str:
-    """What the LM reads after 'The video showed:': 'red ball, blue cross' or 'nothing'."""
-    return ', '.join(objects) or 'nothing'
