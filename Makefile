@@ -28,7 +28,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 help:
 	@echo 'make demo            set up .venv if needed, run the demo (scripts/demo.sh)'
-	@echo '                     MODEL_FAMILY=demo make demo: the real-parts demo model (README)'
+	@echo '                     (the real-parts demo model; MODEL_FAMILY=tiny: the random one)'
 	@echo 'make test            set up .venv if needed, run pytest -m "$(MARKERS)"'
 	@echo 'make venv            create .venv and pip install .[test] (torch first)'
 	@echo 'make install-dev     fast rebuild + reinstall of the package into $$VENV (no deps)'
