@@ -76,8 +76,7 @@ def judged(
         return [(n, n in truth, qa.named(answer, n)) for n in names]
     if kind == 'present':
         return [(name, name in truth, qa.said_yes(answer))]
-    said = qa.colours_named(answer)  # colour: did it name the object's colour first?
-    return [(name, True, bool(said) and said[0] == name.split()[0])]
+    return [(name, True, qa.colour_right(answer, name))]  # colour: its colour named first
 
 
 def main(argv: list[str]) -> int:

@@ -102,11 +102,14 @@ def score_seen(kind: str, text: str, truth: set[str], sight: Sightings) -> list[
     return [Score(kind, n, n in truth, named(text, n), sight.left_ago(n)) for n in sight.names]
 
 
-def score_colour(name: str, text: str, sight: Sightings) -> Score:
+def colour_right(text: str, name: str) -> bool:
+    """Is the first colour word of the text the object's colour ('red' of 'red ball')?"""
     said = colours_named(text)
-    return Score(
-        'colour', name, True, bool(said) and said[0] == name.split()[0], sight.left_ago(name)
-    )
+    return bool(said) and said[0] == name.split()[0]
+
+
+def score_colour(name: str, text: str, sight: Sightings) -> Score:
+    return Score('colour', name, True, colour_right(text, name), sight.left_ago(name))
 
 
 # ask(question, last_s or None) -> answer text
